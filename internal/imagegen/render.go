@@ -1,0 +1,225 @@
+package imagegen
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runpod-workers/worker-github_runner/internal/render"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
+)
+
+// DefaultDockerfileDir is where `imagegen render` writes by default; the
+// rendered files are committed so reviews show what an HCL change does.
+const DefaultDockerfileDir = "dockerfiles"
+
+type renderFlags struct {
+	out    string
+	check  bool
+	noLint bool
+}
+
+func newRenderCommand(mf *matrixFlags) *cobra.Command {
+	rf := &renderFlags{}
+	cmd := &cobra.Command{
+		Use:   "render [VARIANT...]",
+		Short: "Write one Dockerfile per variant",
+		Long: `render writes <variant>.Dockerfile for each variant into --out, linted with
+BuildKit's Dockerfile checks (offline). Rendering all variants also removes
+generated Dockerfiles of variants that no longer exist.
+
+--check writes nothing and exits 1 when the files on disk differ from what
+would be rendered, or when the linter warns: run it in CI.`,
+		Example: `  imagegen render
+  imagegen render --out build/dockerfiles gpu
+  imagegen render --check`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := mf.load(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			vs, err := selectVariants(m, args)
+			if err != nil {
+				return err
+			}
+			files, warnings, err := renderVariants(cmd, vs, !rf.noLint)
+			if err != nil {
+				return err
+			}
+			if rf.check {
+				return checkRendered(cmd, rf.out, files, len(args) == 0, warnings)
+			}
+			return writeRendered(cmd, rf.out, files, len(args) == 0)
+		},
+	}
+	cmd.Flags().StringVar(&rf.out, "out", DefaultDockerfileDir, "directory to write the Dockerfiles to")
+	cmd.Flags().BoolVar(&rf.check, "check", false, "write nothing; exit 1 if the files on disk are stale or lint warns")
+	cmd.Flags().BoolVar(&rf.noLint, "no-lint", false, "skip BuildKit's Dockerfile checks")
+	return cmd
+}
+
+// renderVariants renders (and lints) every variant before anything is
+// written, so a failure leaves the output folder as it was.
+func renderVariants(cmd *cobra.Command, vs []*variants.Variant, lint bool) (map[string][]byte, int, error) {
+	files := map[string][]byte{}
+	warnings := 0
+	for _, v := range vs {
+		plan, err := render.Variant(v)
+		if err != nil {
+			return nil, 0, &ExitError{Code: ExitFailure, Err: err}
+		}
+		name := render.FileName(v)
+		files[name] = plan.Dockerfile
+		if !lint {
+			continue
+		}
+		ws, err := render.Lint(cmd.Context(), plan.Dockerfile)
+		if err != nil {
+			return nil, 0, &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s: %w", name, err)}
+		}
+		for _, w := range ws {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: lint warning: %s: %s\n", name, w.Line, w.Rule, w.Message)
+		}
+		warnings += len(ws)
+	}
+	return files, warnings, nil
+}
+
+func writeRendered(cmd *cobra.Command, dir string, files map[string][]byte, all bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("create output folder: %w", err)}
+	}
+	for _, name := range sortedNames(files) {
+		p := filepath.Join(dir, name)
+		old, err := os.ReadFile(p)
+		if err == nil && bytes.Equal(old, files[name]) {
+			fmt.Fprintf(cmd.OutOrStdout(), "unchanged %s\n", p)
+			continue
+		}
+		if err := writeFileAtomic(p, files[name]); err != nil {
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "wrote     %s\n", p)
+	}
+	if all {
+		stale, err := staleFiles(dir, files)
+		if err != nil {
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+		for _, p := range stale {
+			if err := os.Remove(p); err != nil {
+				return &ExitError{Code: ExitFailure, Err: err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed   %s (its variant is gone)\n", p)
+		}
+	}
+	return nil
+}
+
+func checkRendered(cmd *cobra.Command, dir string, files map[string][]byte, all bool, warnings int) error {
+	var problems []string
+	for _, name := range sortedNames(files) {
+		p := filepath.Join(dir, name)
+		old, err := os.ReadFile(p)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s is missing", p))
+		case !bytes.Equal(old, files[name]):
+			problems = append(problems, fmt.Sprintf("%s is out of date (first difference at line %d)", p, firstDiffLine(old, files[name])))
+		}
+	}
+	if all {
+		stale, err := staleFiles(dir, files)
+		if err != nil {
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+		for _, p := range stale {
+			problems = append(problems, fmt.Sprintf("%s belongs to no variant", p))
+		}
+	}
+	if warnings > 0 {
+		problems = append(problems, fmt.Sprintf("the linter reported %d warning(s)", warnings))
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", p)
+		}
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("rendered Dockerfiles in %s are not up to date: run 'imagegen render'", dir)}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%d Dockerfile(s) in %s are up to date\n", len(files), dir)
+	return nil
+}
+
+// staleFiles lists generated Dockerfiles in dir that no variant renders.
+// Only files imagegen wrote (by their header) are considered.
+func staleFiles(dir string, files map[string][]byte) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".Dockerfile") {
+			continue
+		}
+		if _, ok := files[e.Name()]; ok {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.HasPrefix(b, []byte("# Generated by imagegen")) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func writeFileAtomic(p string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".imagegen-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+func firstDiffLine(a, b []byte) int {
+	al, bl := bytes.Split(a, []byte("\n")), bytes.Split(b, []byte("\n"))
+	for i := 0; i < len(al) && i < len(bl); i++ {
+		if !bytes.Equal(al[i], bl[i]) {
+			return i + 1
+		}
+	}
+	if len(al) < len(bl) {
+		return len(al) + 1
+	}
+	return len(bl) + 1
+}
+
+func sortedNames(m map[string][]byte) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,145 @@
+// Package render turns a resolved variant into its Dockerfile. The output
+// depends only on the variant: identical input gives identical bytes, so
+// rendered files can be committed and checked in CI.
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/template"
+
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
+	"github.com/runpod-workers/worker-github_runner/templates"
+)
+
+// TemplatePackages are installed by every image whatever the variant says:
+// the template itself needs them to download and verify the runner.
+var TemplatePackages = []string{"ca-certificates", "curl"}
+
+var tmpl = template.Must(template.New("Dockerfile").Funcs(template.FuncMap{
+	"quote": quote,
+}).Parse(templates.Dockerfile))
+
+// Plan is what a build of one variant needs besides the Dockerfile.
+type Plan struct {
+	Dockerfile []byte
+	// WorkerBinaries maps each platform to the file name the Dockerfile
+	// expects the worker binary under, at the root of the build context.
+	WorkerBinaries map[string]string
+}
+
+// FileName is the rendered Dockerfile's name for a variant.
+func FileName(v *variants.Variant) string { return v.Name + ".Dockerfile" }
+
+// WorkerBinary is the build-context name of the worker for a platform.
+func WorkerBinary(platform string) string {
+	return "worker-" + strings.ReplaceAll(platform, "/", "-")
+}
+
+type label struct{ Key, Value string }
+
+type sum struct{ Docker, RunnerArch, Arg, Sum string }
+
+type data struct {
+	V          *variants.Variant
+	SourceFile string
+	Packages   []string
+	Sums       []sum
+	Args       []label
+	Labels     []label
+}
+
+// Variant renders one variant.
+func Variant(v *variants.Variant) (*Plan, error) {
+	d := data{V: v, SourceFile: sourceFile(v.Source)}
+	d.Packages = unique(append(append(append([]string{}, TemplatePackages...), v.RunnerPackages...), v.Packages...))
+	plan := &Plan{WorkerBinaries: map[string]string{}}
+	for _, p := range v.Platforms {
+		arch := strings.TrimPrefix(p, "linux/")
+		d.Sums = append(d.Sums, sum{
+			Docker:     arch,
+			RunnerArch: variants.RunnerArch(p),
+			Arg:        "RUNNER_SHA256_" + strings.ToUpper(arch),
+			Sum:        v.Runner.SHA256[p],
+		})
+		plan.WorkerBinaries[p] = WorkerBinary(p)
+	}
+	for _, k := range sortedKeys(v.Args) {
+		d.Args = append(d.Args, label{k, v.Args[k]})
+	}
+	labels := map[string]string{
+		"org.opencontainers.image.title":       "worker-github_runner",
+		"org.opencontainers.image.description": description(v),
+		"org.opencontainers.image.base.name":   v.Base,
+		LabelPrefix + "variant":                v.Name,
+		LabelPrefix + "flavour":                v.Flavour,
+		LabelPrefix + "runner-version":         v.Runner.Version,
+		LabelPrefix + "kaniko-version":         v.Kaniko.Version,
+	}
+	if v.CUDA != "" {
+		labels[LabelPrefix+"cuda-version"] = v.CUDA
+	}
+	for k, val := range v.Labels {
+		labels[k] = val
+	}
+	for _, k := range sortedKeys(labels) {
+		d.Labels = append(d.Labels, label{k, labels[k]})
+	}
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, d); err != nil {
+		return nil, fmt.Errorf("render variant %s: %w", v.Name, err)
+	}
+	plan.Dockerfile = b.Bytes()
+	return plan, nil
+}
+
+// LabelPrefix starts the labels imagegen adds besides the OCI ones.
+const LabelPrefix = "io.runpod.worker-github-runner."
+
+func description(v *variants.Variant) string {
+	if v.CUDA != "" {
+		return fmt.Sprintf("Ephemeral GitHub Actions runner for RunPod serverless (GPU, CUDA %s)", v.CUDA)
+	}
+	return fmt.Sprintf("Ephemeral GitHub Actions runner for RunPod serverless (%s)", strings.ToUpper(v.Flavour))
+}
+
+// sourceFile keeps only the file name of "path/to/variants.hcl:12:1", so the
+// bytes do not depend on where the checkout is.
+func sourceFile(src string) string {
+	if i := strings.Index(src, ":"); i >= 0 {
+		src = src[:i]
+	}
+	return filepath.Base(src)
+}
+
+// quote makes a Dockerfile double-quoted word: the parser strips the quotes
+// and expands $VARS, so quotes, backslashes and dollars are escaped.
+func quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`)
+	return `"` + r.Replace(s) + `"`
+}
+
+func unique(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

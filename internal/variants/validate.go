@@ -1,0 +1,303 @@
+package variants
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/hashicorp/hcl/v2"
+)
+
+var (
+	variantNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	cudaRE        = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?$`)
+	runnerVerRE   = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
+	kanikoVerRE   = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	argNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// Debian package names (policy 5.6.7), optionally pinned: name=version.
+	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
+)
+
+// Platforms the runner ships for, and so the platforms a variant may have.
+var knownPlatforms = []string{"linux/amd64", "linux/arm64"}
+
+// Build arguments the template defines itself.
+var reservedArgs = map[string]bool{
+	"BUILD_TYPE": true, "CUDA_VERSION": true, "RUNNER_VERSION": true, "RUNNER_URL": true,
+	"KANIKO_VERSION": true, "TARGETARCH": true, "TARGETOS": true, "TARGETPLATFORM": true,
+	"TARGETVARIANT": true, "BUILDPLATFORM": true, "BUILDARCH": true, "BUILDOS": true,
+}
+
+// The oldest runner GitHub lets register.
+const minRunnerVersion = "2.329.0"
+
+// at returns where a field was set, or nil when it came from --set.
+func (v *Variant) at(field string) *hcl.Range {
+	if _, ok := v.setBy[field]; ok {
+		return nil
+	}
+	if r, ok := v.pos[field]; ok {
+		return r.Ptr()
+	}
+	return nil
+}
+
+func (v *Variant) listAt(field string, i int) *hcl.Range {
+	if _, ok := v.setBy[field]; ok {
+		return nil
+	}
+	if rs := v.listPos[field]; i < len(rs) {
+		return rs[i].Ptr()
+	}
+	return v.at(field)
+}
+
+func (v *Variant) mapAt(field, key string) *hcl.Range {
+	if _, ok := v.setBy[field]; ok {
+		return nil
+	}
+	if r, ok := v.mapPos[field][key]; ok {
+		return r.Ptr()
+	}
+	return v.at(field)
+}
+
+func (v *Variant) errorf(field string, rng *hcl.Range, summary, format string, args ...any) *hcl.Diagnostic {
+	detail := fmt.Sprintf("Variant %q: ", v.Name) + fmt.Sprintf(format, args...)
+	if set, ok := v.setBy[field]; ok {
+		detail += fmt.Sprintf(" (set by --set %s)", set)
+	}
+	if rng == nil && v.setBy[field] == "" {
+		blk := v.namePos
+		rng = &blk
+	}
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng}
+}
+
+func validateVariant(v *Variant) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	add := func(d *hcl.Diagnostic) { diags = append(diags, d) }
+
+	if !variantNameRE.MatchString(v.Name) {
+		add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid variant name",
+			Detail:   fmt.Sprintf("%q is not a valid variant name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters.", v.Name),
+			Subject:  v.namePos.Ptr(),
+		})
+	}
+	switch v.Flavour {
+	case FlavourGPU:
+		if v.CUDA == "" {
+			add(v.errorf("flavour", v.at("flavour"), "GPU variant without CUDA", "a gpu variant needs a CUDA version: set cuda = \"12.6.3\" (or use flavour = \"cpu\")."))
+		}
+	case FlavourCPU:
+		if v.CUDA != "" {
+			add(v.errorf("cuda", v.at("cuda"), "CUDA on a CPU variant", "cuda = %q is set but flavour is \"cpu\"; remove cuda or use flavour = \"gpu\".", v.CUDA))
+		}
+	default:
+		add(v.errorf("flavour", v.at("flavour"), "Invalid flavour", "flavour must be \"gpu\" or \"cpu\", not %q.", v.Flavour))
+	}
+	if v.CUDA != "" && !cudaRE.MatchString(v.CUDA) {
+		add(v.errorf("cuda", v.at("cuda"), "Malformed CUDA version", "%q is not a CUDA version like 12.6.3.", v.CUDA))
+	}
+	if _, err := name.ParseReference(v.Base); err != nil || v.Base == "" {
+		add(v.errorf("base", v.at("base"), "Invalid base image", "base %q is not a valid image reference: %v.", v.Base, errOrEmpty(err)))
+	}
+
+	if len(v.Platforms) == 0 {
+		add(v.errorf("platforms", v.at("platforms"), "No platforms", "platforms is empty; use [\"linux/amd64\"]."))
+	}
+	seenPlat := map[string]bool{}
+	for i, p := range v.Platforms {
+		switch {
+		case RunnerArch(p) == "":
+			add(v.errorf("platforms", v.listAt("platforms", i), "Unsupported platform", "%q is not a platform the GitHub runner ships for; use one of %s.", p, strings.Join(knownPlatforms, ", ")))
+		case seenPlat[p]:
+			add(v.errorf("platforms", v.listAt("platforms", i), "Duplicate platform", "%q is listed twice.", p))
+		case v.Runner.SHA256[p] == "":
+			add(v.errorf("platforms", v.listAt("platforms", i), "Platform without runner checksum", "platform %q has no runner checksum: add \"%s\" = \"<sha256>\" to runner.sha256 (see the runner release notes), or drop the platform.", p, p))
+		}
+		seenPlat[p] = true
+	}
+
+	if _, err := name.NewRepository(v.Image); err != nil || v.Image == "" {
+		add(v.errorf("image", v.at("image"), "Invalid image repository", "image %q is not a repository name like registry.example.com/team/name: %v.", v.Image, errOrEmpty(err)))
+	}
+	if len(v.Tags) == 0 {
+		add(v.errorf("tags", v.at("tags"), "No tags", "tags is empty: a variant needs at least one tag."))
+	}
+	for i, t := range v.Tags {
+		ref := v.ref(t)
+		tag, err := name.NewTag(ref)
+		if err == nil && (tag.TagStr() == "" || !strings.HasSuffix(ref, ":"+tag.TagStr())) {
+			err = fmt.Errorf("no tag")
+		}
+		if err != nil || t == "" {
+			add(v.errorf("tags", v.listAt("tags", i), "Invalid tag", "%q is not a valid image reference: %v (a tag is up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-').", ref, errOrEmpty(err)))
+		}
+	}
+	for _, k := range sortedKeys(v.Labels) {
+		if k == "" || strings.ContainsAny(k, "\n\r\"=") || strings.ContainsAny(v.Labels[k], "\n\r") {
+			add(v.errorf("labels", v.mapAt("labels", k), "Invalid label", "label %q=%q: keys must be non-empty without quotes, '=' or newlines, and values must be one line.", k, v.Labels[k]))
+		}
+	}
+	for _, k := range sortedKeys(v.Args) {
+		switch {
+		case !argNameRE.MatchString(k):
+			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "%q is not a valid build argument name (letters, digits, underscores).", k))
+		case reservedArgs[k]:
+			add(v.errorf("args", v.mapAt("args", k), "Reserved build argument", "%q is set by imagegen itself; set the matching field or variable instead.", k))
+		case strings.ContainsAny(v.Args[k], "\n\r"):
+			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "the value of %q must be one line.", k))
+		}
+	}
+	for _, field := range []string{"runner_packages", "packages"} {
+		list := v.RunnerPackages
+		if field == "packages" {
+			list = v.Packages
+		}
+		for i, p := range list {
+			if !packageRE.MatchString(p) {
+				add(v.errorf(field, v.listAt(field, i), "Invalid package name", "%q is not a Debian package name (lower-case letters, digits, '+', '-', '.', optionally =version).", p))
+			}
+		}
+	}
+	return diags
+}
+
+func (ev *evaluator) validateRunner() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	r, pos := ev.runner, ev.runPos
+	if !runnerVerRE.MatchString(r.Version) {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Malformed runner version",
+			Detail:   fmt.Sprintf("runner.version %q must look like 2.337.0.", r.Version),
+			Subject:  pos.version.Ptr(),
+		})
+	} else if versionLess(r.Version, minRunnerVersion) {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Runner too old",
+			Detail:   fmt.Sprintf("GitHub refuses to register runners older than %s; %s will never get a job.", minRunnerVersion, r.Version),
+			Subject:  pos.version.Ptr(),
+		})
+	}
+	if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(r.URL, " \"'\n`$\\") {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid runner URL",
+			Detail:   fmt.Sprintf("runner.url %q must be an http(s) URL, the base that v<version>/actions-runner-linux-<arch>-<version>.tar.gz is appended to.", r.URL),
+			Subject:  pos.url.Ptr(),
+		})
+	}
+	for _, p := range sortedKeys(r.SHA256) {
+		rng := pos.sums[p]
+		if RunnerArch(p) == "" {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Unknown platform in runner.sha256",
+				Detail:   fmt.Sprintf("%q is not a runner platform; use one of %s.", p, strings.Join(knownPlatforms, ", ")),
+				Subject:  rng.Ptr(),
+			})
+		}
+		if !sha256RE.MatchString(r.SHA256[p]) {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Malformed checksum",
+				Detail:   fmt.Sprintf("runner.sha256[%q] = %q is not a SHA-256 checksum (64 lower-case hex digits).", p, r.SHA256[p]),
+				Subject:  rng.Ptr(),
+			})
+		}
+	}
+	return diags
+}
+
+func validateKaniko(k Kaniko, pos map[string]hcl.Range) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if !kanikoVerRE.MatchString(k.Version) {
+		r := pos["version"]
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Malformed Kaniko version",
+			Detail:   fmt.Sprintf("kaniko.version %q must look like v1.23.2.", k.Version),
+			Subject:  r.Ptr(),
+		})
+	}
+	if _, err := name.ParseReference(k.Image); err != nil || k.Image == "" {
+		r := pos["image"]
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid Kaniko image",
+			Detail:   fmt.Sprintf("kaniko.image %q is not a valid image reference: %v.", k.Image, errOrEmpty(err)),
+			Subject:  r.Ptr(),
+		})
+	}
+	return diags
+}
+
+// ref makes a full reference from a tag: a bare tag belongs to the
+// variant's image; a tag with '/' or ':' is a full reference already.
+func (v *Variant) ref(tag string) string {
+	if strings.ContainsAny(tag, "/:") {
+		return tag
+	}
+	return v.Image + ":" + tag
+}
+
+// finish turns tags into sorted full references and normalises lists.
+func (v *Variant) finish() {
+	refs := make([]string, 0, len(v.Tags))
+	for _, t := range v.Tags {
+		refs = append(refs, v.ref(t))
+	}
+	v.Tags = sortedUnique(refs)
+	v.Packages = sortedUnique(v.Packages)
+	v.RunnerPackages = sortedUnique(v.RunnerPackages)
+	v.Platforms = sortedUnique(v.Platforms)
+	v.Runner.URL = strings.TrimRight(v.Runner.URL, "/")
+	// Only the sums of the platforms this variant builds.
+	sums := map[string]string{}
+	for _, p := range v.Platforms {
+		sums[p] = v.Runner.SHA256[p]
+	}
+	v.Runner.SHA256 = sums
+}
+
+func sortedUnique(in []string) []string {
+	out := append([]string{}, in...)
+	sort.Strings(out)
+	j := 0
+	for i, s := range out {
+		if i > 0 && s == out[j-1] {
+			continue
+		}
+		out[j] = s
+		j++
+	}
+	return out[:j]
+}
+
+func versionLess(a, b string) bool {
+	var x, y [3]int
+	fmt.Sscanf(a, "%d.%d.%d", &x[0], &x[1], &x[2])
+	fmt.Sscanf(b, "%d.%d.%d", &y[0], &y[1], &y[2])
+	for i := range x {
+		if x[i] != y[i] {
+			return x[i] < y[i]
+		}
+	}
+	return false
+}
+
+func errOrEmpty(err error) string {
+	if err == nil {
+		return "empty or incomplete"
+	}
+	return err.Error()
+}

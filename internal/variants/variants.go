@@ -1,0 +1,104 @@
+// Package variants reads the image matrix (variants.hcl) and resolves it into a
+// sorted list of fully evaluated, validated variants.
+//
+// Evaluation runs in phases, as Terraform and Packer do: variables (defaults,
+// then the environment, then --var), then the top-level runner and kaniko
+// blocks, then variant blocks (inherits, matrix expansion), then --set
+// overrides, then validation. Every problem is an hcl.Diagnostic with a source
+// range; all known problems are collected before Load gives up.
+package variants
+
+import "github.com/hashicorp/hcl/v2"
+
+// Flavours a variant may have. GPU variants need a CUDA version.
+const (
+	FlavourGPU = "gpu"
+	FlavourCPU = "cpu"
+)
+
+// Matrix is the resolved image matrix.
+type Matrix struct {
+	// Variants sorted by name.
+	Variants []*Variant `json:"variants"`
+}
+
+// Variant is one image flavour, fully resolved.
+type Variant struct {
+	// Name is unique in the matrix; matrix variants get theirs from `name`.
+	Name string `json:"name"`
+	// Flavour is "gpu" or "cpu" (the seed's BUILD_TYPE).
+	Flavour string `json:"flavour"`
+	// Base is the base image reference.
+	Base string `json:"base"`
+	// CUDA is the CUDA version of a GPU variant.
+	CUDA string `json:"cuda,omitempty"`
+	// Platforms, e.g. linux/amd64; each needs a runner checksum.
+	Platforms []string `json:"platforms"`
+	// Image is the repository the tags belong to (registry/namespace/name).
+	Image string `json:"image"`
+	// Tags are full references (Image:tag), sorted, without duplicates.
+	Tags []string `json:"tags"`
+	// Labels added to the image on top of the generated OCI labels.
+	Labels map[string]string `json:"labels"`
+	// Args are extra build arguments (ARG with default in the Dockerfile).
+	Args map[string]string `json:"args"`
+	// RunnerPackages are the runner's native dependencies, installed
+	// explicitly because installdependencies.sh misses some on Ubuntu 24.04.
+	RunnerPackages []string `json:"runner_packages"`
+	// Packages are further apt packages the image carries.
+	Packages []string `json:"packages"`
+	// Runner is the GitHub Actions runner this variant ships.
+	Runner Runner `json:"runner"`
+	// Kaniko is the Kaniko executor this variant ships.
+	Kaniko Kaniko `json:"kaniko"`
+	// Matrix holds the values of this variant's matrix combination, if any.
+	Matrix map[string]string `json:"matrix,omitempty"`
+	// Source is where the variant block is declared (file:line:col).
+	Source string `json:"source"`
+
+	// Where each field was set, for diagnostics; setBy names --set overrides.
+	namePos hcl.Range
+	pos     map[string]hcl.Range
+	listPos map[string][]hcl.Range
+	mapPos  map[string]map[string]hcl.Range
+	runPos  runnerPos
+	setBy   map[string]string
+}
+
+// Runner describes the GitHub Actions runner release a variant installs.
+type Runner struct {
+	Version string `json:"version"`
+	// URL is the download base; the tarball is
+	// URL/v<version>/actions-runner-linux-<arch>-<version>.tar.gz.
+	URL string `json:"url"`
+	// SHA256 maps a platform (linux/amd64) to the tarball's checksum.
+	SHA256 map[string]string `json:"sha256"`
+}
+
+// Kaniko describes the Kaniko executor a variant ships.
+type Kaniko struct {
+	Version string `json:"version"`
+	// Image is the executor image /kaniko/executor is copied from.
+	Image string `json:"image"`
+}
+
+// Find returns the variant with that name, or nil.
+func (m *Matrix) Find(name string) *Variant {
+	for _, v := range m.Variants {
+		if v.Name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+// RunnerArch maps a platform to the runner's architecture name (x64, arm64).
+func RunnerArch(platform string) string {
+	switch platform {
+	case "linux/amd64":
+		return "x64"
+	case "linux/arm64":
+		return "arm64"
+	}
+	return ""
+}

@@ -1,0 +1,117 @@
+# The image matrix of worker-github_runner.
+#
+# `imagegen print` shows it fully resolved, `imagegen list` as a table,
+# `imagegen render` writes one Dockerfile per variant, `imagegen build` builds
+# and pushes every tag. Every variable can be overridden from the environment
+# (REGISTRY=ghcr.io/me imagegen print) or with --var NAME=VALUE; lists and maps
+# are given as JSON. See README.md, "variants.hcl reference".
+
+variable "REGISTRY" {
+  description = "Registry and namespace the images are pushed to."
+  default     = "docker.io/runpod"
+}
+
+variable "REPOSITORY" {
+  description = "Repository name under REGISTRY."
+  default     = "worker-github_runner"
+}
+
+variable "RELEASE" {
+  description = "dev for builds of main; vX.Y.Z for a release (adds the latest-* tags)."
+  default     = "dev"
+  validation {
+    condition     = RELEASE == "dev" || can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9A-Za-z.-]+)?$", RELEASE))
+    error_message = "RELEASE must be dev or a version tag like v1.0.0."
+  }
+}
+
+# The GitHub Actions runner. GitHub stops queueing jobs to runners more than
+# 30 days behind its newest release, so this follows the newest release whose
+# checksum we hold; `imagegen runner-bump` keeps it current. The seed shipped
+# 2.330.0 (linux-x64 sha256 af5c33fa94f3cc33b8e97937939136a6b04197e6dadfcfb3b6e33ae1bf41e79a).
+variable "RUNNER_VERSION" {
+  default = "2.337.0"
+}
+
+variable "RUNNER_URL" {
+  description = "Download base; point it at a mirror to build without github.com."
+  default     = "https://github.com/actions/runner/releases/download"
+}
+
+variable "RUNNER_SHA256" {
+  description = "Runner tarball checksums per platform. linux/arm64 is opt-in: add its sum to build it."
+  type        = map(string)
+  default = {
+    "linux/amd64" = "70920811a4f8ad4328818682bca5c6469c1c942fab52448868071d0063816613"
+  }
+}
+
+variable "PLATFORMS" {
+  type    = list(string)
+  default = ["linux/amd64"]
+}
+
+# The runner's native libraries, installed explicitly: the runner's own
+# installdependencies.sh misses OpenSSL on Ubuntu 24.04 in some releases.
+variable "RUNNER_PACKAGES" {
+  type    = list(string)
+  default = ["libicu74", "libkrb5-3", "liblttng-ust1t64", "libssl3t64", "zlib1g"]
+}
+
+# Tools workflow jobs expect on a runner.
+variable "PACKAGES" {
+  type    = list(string)
+  default = ["ca-certificates", "curl", "git", "jq", "unzip", "zstd"]
+}
+
+variable "CUDA_VERSION" {
+  default = "12.6.3"
+}
+
+variable "KANIKO_VERSION" {
+  default = "v1.23.2"
+}
+
+variable "KANIKO_IMAGE" {
+  description = "The image /kaniko/executor is copied from."
+  default     = "gcr.io/kaniko-project/executor:${KANIKO_VERSION}"
+}
+
+runner {
+  version = RUNNER_VERSION
+  url     = RUNNER_URL
+  sha256  = RUNNER_SHA256
+}
+
+kaniko {
+  version = KANIKO_VERSION
+  image   = KANIKO_IMAGE
+}
+
+# Shared by every flavour; abstract variants are not built.
+variant "common" {
+  abstract        = true
+  image           = "${REGISTRY}/${REPOSITORY}"
+  platforms       = PLATFORMS
+  runner_packages = RUNNER_PACKAGES
+  packages        = PACKAGES
+  labels = {
+    "org.opencontainers.image.source" = "https://github.com/runpod-workers/worker-github_runner"
+    "org.opencontainers.image.version" = RELEASE
+  }
+}
+
+variant "gpu" {
+  inherits = ["common"]
+  flavour  = "gpu"
+  cuda     = CUDA_VERSION
+  base     = "nvidia/cuda:${CUDA_VERSION}-cudnn-runtime-ubuntu24.04"
+  tags     = ["${RELEASE}-gpu", RELEASE == "dev" ? null : "latest-gpu"]
+}
+
+variant "cpu" {
+  inherits = ["common"]
+  flavour  = "cpu"
+  base     = "ubuntu:24.04"
+  tags     = ["${RELEASE}-cpu", RELEASE == "dev" ? null : "latest-cpu"]
+}
