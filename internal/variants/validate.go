@@ -17,6 +17,7 @@ var (
 	runnerVerRE   = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
 	kanikoVerRE   = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
 	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	tagRE         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 	argNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// Debian package names (policy 5.6.7), optionally pinned: name=version.
 	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
@@ -134,8 +135,8 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 	for i, t := range v.Tags {
 		ref := v.ref(t)
 		tag, err := name.NewTag(ref)
-		if err == nil && (tag.TagStr() == "" || !strings.HasSuffix(ref, ":"+tag.TagStr())) {
-			err = fmt.Errorf("no tag")
+		if err == nil && (!tagRE.MatchString(tag.TagStr()) || !strings.HasSuffix(ref, ":"+tag.TagStr())) {
+			err = fmt.Errorf("bad tag %q", tag.TagStr())
 		}
 		if err != nil || t == "" {
 			add(v.errorf("tags", v.listAt("tags", i), "Invalid tag", "%q is not a valid image reference: %v (a tag is up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-').", ref, errOrEmpty(err)))

@@ -1,0 +1,5 @@
+//go:build race
+
+package imagegen
+
+const raceEnabled = true
