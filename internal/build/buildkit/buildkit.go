@@ -1,0 +1,310 @@
+// Package buildkit builds variants through a BuildKit daemon with its Go
+// client: one client, concurrent solves, one progress display.
+package buildkit
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/cli/cli/config"
+	"github.com/moby/buildkit/client"
+	_ "github.com/moby/buildkit/client/connhelper/dockercontainer" // docker-container://
+	_ "github.com/moby/buildkit/client/connhelper/kubepod"         // kube-pod://
+	_ "github.com/moby/buildkit/client/connhelper/ssh"             // ssh://
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/util/progress/progresswriter"
+	"github.com/tonistiigi/fsutil"
+
+	"github.com/runpod-workers/worker-github_runner/internal/build"
+)
+
+// DefaultSocket is buildkitd's default address when run as root.
+const DefaultSocket = "unix:///run/buildkit/buildkitd.sock"
+
+// dockerSocket is the Docker Engine's API socket, whose embedded BuildKit
+// is used when no address is given.
+var dockerSocket = "/var/run/docker.sock"
+
+// TLS holds client TLS settings for tcp:// addresses.
+type TLS struct {
+	ServerName string
+	CACert     string
+	Cert       string
+	Key        string
+}
+
+// Options configure a Builder.
+type Options struct {
+	// Addr is the BuildKit address; empty means BUILDKIT_HOST, then the
+	// Docker Engine's embedded BuildKit, then DefaultSocket.
+	Addr string
+	TLS  TLS
+	// Progress receives the build display; nil disables it.
+	Progress progresswriter.Writer
+}
+
+// Builder is a build.Builder backed by one BuildKit client.
+type Builder struct {
+	c     *client.Client
+	addr  string
+	multi *progresswriter.MultiWriter
+	mu    sync.Mutex
+	// started counts builds that attached to the progress display, whose
+	// end the display waits for.
+	started int
+}
+
+// New connects to BuildKit and checks that it answers.
+func New(ctx context.Context, opts Options) (*Builder, error) {
+	addr := opts.Addr
+	if addr == "" {
+		addr = os.Getenv("BUILDKIT_HOST")
+	}
+	var copts []client.ClientOpt
+	if opts.TLS.CACert != "" || opts.TLS.Cert != "" {
+		copts = append(copts, client.WithServerConfig(opts.TLS.ServerName, opts.TLS.CACert))
+		if opts.TLS.Cert != "" {
+			copts = append(copts, client.WithCredentials(opts.TLS.Cert, opts.TLS.Key))
+		}
+	}
+	shown := addr
+	if addr == "" {
+		if _, err := os.Stat(dockerSocket); err == nil {
+			copts = append(copts, dockerEngineDialers(dockerSocket)...)
+			addr, shown = "unix://"+dockerSocket, "the Docker Engine's BuildKit at unix://"+dockerSocket
+		} else {
+			addr, shown = DefaultSocket, DefaultSocket
+		}
+	}
+	c, err := client.New(ctx, addr, copts...)
+	if err != nil {
+		return nil, notReachable(shown, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.ListWorkers(pctx); err != nil {
+		c.Close()
+		return nil, notReachable(shown, err)
+	}
+	b := &Builder{c: c, addr: shown}
+	if opts.Progress != nil {
+		b.multi = progresswriter.NewMultiWriter(opts.Progress)
+	}
+	return b, nil
+}
+
+func notReachable(addr string, err error) error {
+	return fmt.Errorf(`cannot reach BuildKit at %s: %v
+Start a buildkitd and point imagegen at it, for example:
+  buildkitd --addr unix:///run/buildkit/buildkitd.sock --oci-worker=true --containerd-worker=false &
+  imagegen build --addr unix:///run/buildkit/buildkitd.sock
+or run 'scripts/devenv up' in this repository (it starts one and prints its address),
+or set BUILDKIT_HOST (unix://, tcp://, docker-container://, kube-pod://, ssh://)`, addr, err)
+}
+
+// Addr is the address the builder is connected to.
+func (b *Builder) Addr() string { return b.addr }
+
+// Started is how many builds have attached to the progress display.
+func (b *Builder) Started() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.started
+}
+
+// Close closes the client and ends the progress display.
+func (b *Builder) Close() error { return b.c.Close() }
+
+// Build builds one variant for all its platforms.
+func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result, error) {
+	v := req.Variant
+	dfDir, err := os.MkdirTemp("", "imagegen-dockerfile-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dfDir)
+	if err := os.WriteFile(filepath.Join(dfDir, "Dockerfile"), req.Dockerfile, 0o644); err != nil {
+		return nil, err
+	}
+	ctxFS, err := fsutil.NewFS(req.ContextDir)
+	if err != nil {
+		return nil, fmt.Errorf("build context %s: %w", req.ContextDir, err)
+	}
+	dfFS, err := fsutil.NewFS(dfDir)
+	if err != nil {
+		return nil, err
+	}
+
+	export := client.ExportEntry{Attrs: map[string]string{}}
+	switch {
+	case req.Output.Push:
+		export.Type = client.ExporterImage
+		export.Attrs["push"] = "true"
+		export.Attrs["oci-mediatypes"] = "true"
+		if req.Output.ByDigest {
+			export.Attrs["name"] = v.Image
+			export.Attrs["push-by-digest"] = "true"
+		} else {
+			export.Attrs["name"] = strings.Join(v.Tags, ",")
+		}
+		if insecure(v.Image) {
+			export.Attrs["registry.insecure"] = "true"
+		}
+	default:
+		export.Type = client.ExporterOCI
+		export.OutputDir = req.Output.OCIDir
+		export.Attrs["tar"] = "false"
+		export.Attrs["name"] = strings.Join(v.Tags, ",")
+	}
+
+	opt := client.SolveOpt{
+		Frontend: "dockerfile.v0",
+		FrontendAttrs: map[string]string{
+			"filename": "Dockerfile",
+			"platform": strings.Join(v.Platforms, ","),
+		},
+		LocalMounts: map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		Exports:     []client.ExportEntry{export},
+		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(os.Stderr)),
+		})},
+		SharedKey: "imagegen-context",
+	}
+	for _, ref := range req.Cache.From {
+		opt.CacheImports = append(opt.CacheImports, cacheEntry(ref, false))
+	}
+	for _, ref := range req.Cache.To {
+		opt.CacheExports = append(opt.CacheExports, cacheEntry(ref, true))
+	}
+
+	counter := newStepCounter()
+	ch := make(chan *client.SolveStatus)
+	var out chan *client.SolveStatus
+	if b.multi != nil {
+		b.mu.Lock()
+		out = b.multi.WithPrefix(v.Name, true).Status()
+		b.started++
+		b.mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for st := range ch {
+			counter.add(st)
+			if out != nil {
+				out <- st
+			}
+		}
+		if out != nil {
+			close(out)
+		}
+	}()
+	start := time.Now()
+	resp, err := b.c.Solve(ctx, nil, opt, ch)
+	<-done
+	if err != nil {
+		return nil, fmt.Errorf("%s", cleanError(err))
+	}
+	res := &build.Result{
+		Digest:   resp.ExporterResponse["containerimage.digest"],
+		Duration: time.Since(start),
+		OCIDir:   req.Output.OCIDir,
+	}
+	res.Steps, res.CachedSteps = counter.counts()
+	if res.Digest == "" {
+		return nil, fmt.Errorf("BuildKit returned no image digest")
+	}
+	return res, nil
+}
+
+func cacheEntry(ref string, export bool) client.CacheOptionsEntry {
+	// "type=registry,ref=x,mode=max" or a bare reference.
+	attrs := map[string]string{}
+	typ := "registry"
+	if strings.Contains(ref, "=") {
+		for _, kv := range strings.Split(ref, ",") {
+			k, val, _ := strings.Cut(kv, "=")
+			if k == "type" {
+				typ = val
+				continue
+			}
+			attrs[k] = val
+		}
+	} else {
+		attrs["ref"] = ref
+	}
+	if export {
+		if _, ok := attrs["mode"]; !ok {
+			attrs["mode"] = "max"
+		}
+	}
+	if typ == "registry" && insecure(attrs["ref"]) {
+		attrs["registry.insecure"] = "true"
+	}
+	return client.CacheOptionsEntry{Type: typ, Attrs: attrs}
+}
+
+// insecure says whether a reference's registry is on loopback, where plain
+// HTTP is the norm (as go-containerregistry and BuildKit assume for pulls).
+func insecure(ref string) bool {
+	host, _, _ := strings.Cut(ref, "/")
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// cleanError drops gRPC's framing from BuildKit errors.
+func cleanError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "rpc error: code = Unknown desc = ")
+	return s
+}
+
+var dockerfileStep = regexp.MustCompile(`^\[[^\]]* [0-9]+/[0-9]+\] `)
+
+// stepCounter counts completed vertices and how many came from cache.
+type stepCounter struct {
+	mu     sync.Mutex
+	done   map[string]bool
+	cached map[string]bool
+}
+
+func newStepCounter() *stepCounter {
+	return &stepCounter{done: map[string]bool{}, cached: map[string]bool{}}
+}
+
+func (s *stepCounter) add(st *client.SolveStatus) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range st.Vertexes {
+		// Only Dockerfile steps that do work ("[stage-1 3/5] RUN ..."): not
+		// FROM (resolved, never "cached"), exports, metadata or context.
+		if v.Completed == nil || !dockerfileStep.MatchString(v.Name) || strings.Contains(v.Name, "] FROM ") {
+			continue
+		}
+		s.done[v.Digest.String()] = true
+		if v.Cached {
+			s.cached[v.Digest.String()] = true
+		}
+	}
+}
+
+func (s *stepCounter) counts() (int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.done), len(s.cached)
+}
