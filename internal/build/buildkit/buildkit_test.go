@@ -1,0 +1,107 @@
+package buildkit
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/buildkit/client"
+)
+
+func TestCacheEntry(t *testing.T) {
+	tests := []struct {
+		in     string
+		export bool
+		want   client.CacheOptionsEntry
+	}{
+		{"ghcr.io/me/cache:gpu", false, client.CacheOptionsEntry{Type: "registry", Attrs: map[string]string{"ref": "ghcr.io/me/cache:gpu"}}},
+		{"ghcr.io/me/cache:gpu", true, client.CacheOptionsEntry{Type: "registry", Attrs: map[string]string{"ref": "ghcr.io/me/cache:gpu", "mode": "max"}}},
+		{"type=registry,ref=127.0.0.1:5000/c:x,mode=min", true, client.CacheOptionsEntry{Type: "registry", Attrs: map[string]string{"ref": "127.0.0.1:5000/c:x", "mode": "min", "registry.insecure": "true"}}},
+		{"type=gha,scope=gpu", false, client.CacheOptionsEntry{Type: "gha", Attrs: map[string]string{"scope": "gpu"}}},
+	}
+	for _, tc := range tests {
+		if got := cacheEntry(tc.in, tc.export); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("cacheEntry(%q, %v) = %+v, want %+v", tc.in, tc.export, got, tc.want)
+		}
+	}
+}
+
+func TestInsecure(t *testing.T) {
+	for ref, want := range map[string]bool{
+		"127.0.0.1:5000/runpod/x": true, "localhost:5000/x": true, "[::1]:5000/x": true,
+		"docker.io/runpod/x": false, "10.0.0.1:5000/x": false, "ghcr.io/x": false,
+	} {
+		if got := insecure(ref); got != want {
+			t.Errorf("insecure(%q) = %v", ref, got)
+		}
+	}
+}
+
+// A fake Docker Engine API on a unix socket: it must see an HTTP upgrade
+// to h2c on /grpc, and session metadata as headers on /session.
+func TestDockerEngineHijack(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	seen := make(chan *http.Request, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				seen <- req
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+req.Header.Get("Upgrade")+"\r\n\r\nhello")
+				time.Sleep(100 * time.Millisecond)
+			}(c)
+		}
+	}()
+	ctx := context.Background()
+	conn, err := hijack(ctx, sock, "/grpc", "h2c", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("read after upgrade: %q %v", buf, err)
+	}
+	conn.Close()
+	r := <-seen
+	if r.Method != "POST" || r.URL.Path != "/grpc" || r.Header.Get("Upgrade") != "h2c" || !strings.EqualFold(r.Header.Get("Connection"), "Upgrade") {
+		t.Errorf("grpc request = %s %s %v", r.Method, r.URL.Path, r.Header)
+	}
+	conn, err = hijack(ctx, sock, "/session", "h2c", map[string][]string{"X-Docker-Expose-Session-Uuid": {"abc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if r := <-seen; r.URL.Path != "/session" || r.Header.Get("X-Docker-Expose-Session-Uuid") != "abc" {
+		t.Errorf("session request = %s %v", r.URL.Path, r.Header)
+	}
+}
+
+func TestNotReachableSaysHowToStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := New(ctx, Options{Addr: "unix://" + filepath.Join(t.TempDir(), "none.sock")})
+	if err == nil || !strings.Contains(err.Error(), "cannot reach BuildKit") || !strings.Contains(err.Error(), "buildkitd --addr") {
+		t.Fatalf("err = %v", err)
+	}
+}
