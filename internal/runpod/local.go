@@ -1,0 +1,318 @@
+package runpod
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// RunTestInput runs one job locally, as the SDK's --test_input does: src is
+// a job object ({"input": {...}}, the id defaults to "local_test"). The
+// result is printed as JSON; the return value is the exit code: 0 on
+// success, 1 on failure or missing input.
+func RunTestInput(ctx context.Context, h Handler, src []byte, out io.Writer, log *slog.Logger) int {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(src, &fields); err != nil {
+		fmt.Fprintf(out, "{\"error\": %q}\n", "test input is not a JSON object: "+err.Error())
+		return 1
+	}
+	if _, ok := fields["id"]; !ok {
+		fields["id"] = json.RawMessage(`"local_test"`)
+	}
+	b, _ := json.Marshal(fields)
+	job, bad := parseJob(b)
+	if bad != nil {
+		fmt.Fprintf(out, "{\"error\": %q}\n", "test input: "+bad.reason)
+		return 1
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log.Info("running test input", "request_id", job.ID)
+	res, err := safeHandle(ctx, h, job, printUpdater{out})
+	var body map[string]any
+	code := 0
+	if err != nil {
+		body, code = map[string]any{"error": err.Error()}, 1
+	} else {
+		body = map[string]any{"output": res}
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(body); err != nil {
+		fmt.Fprintf(out, "{\"error\": %q}\n", "output is not JSON: "+err.Error())
+		return 1
+	}
+	return code
+}
+
+type printUpdater struct{ w io.Writer }
+
+func (p printUpdater) Progress(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(p.w, "progress: %s\n", b)
+}
+
+func (p printUpdater) Stream(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(p.w, "stream: %s\n", b)
+}
+
+func safeHandle(ctx context.Context, h Handler, job *Job, u Updater) (out any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h.Handle(ctx, job, u)
+}
+
+// APIServer is the local stand-in for a RunPod endpoint (--rp_serve_api):
+// POST /run, /runsync, GET|POST /status/{id}, /stream/{id}, POST
+// /cancel/{id}, GET /health, with the platform's shapes and statuses.
+type APIServer struct {
+	h    Handler
+	log  *slog.Logger
+	sem  chan struct{}
+	mu   sync.Mutex
+	jobs map[string]*localJob
+	seq  int
+}
+
+type localJob struct {
+	id       string
+	status   string // IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED
+	output   any
+	err      string
+	stream   []any
+	queued   time.Time
+	started  time.Time
+	finished time.Time
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// NewAPIServer runs at most concurrency jobs at once (at least 1).
+func NewAPIServer(h Handler, concurrency int, log *slog.Logger) *APIServer {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &APIServer{h: h, log: log, sem: make(chan struct{}, max(concurrency, 1)), jobs: map[string]*localJob{}}
+}
+
+// Serve listens on host:port until ctx ends.
+func (s *APIServer) Serve(ctx context.Context, host string, port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	s.log.Info("local RunPod API listening", "addr", "http://"+ln.Addr().String())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ServeHTTP routes the endpoint API.
+func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /run", func(w http.ResponseWriter, r *http.Request) { s.submit(w, r, false) })
+	mux.HandleFunc("POST /runsync", func(w http.ResponseWriter, r *http.Request) { s.submit(w, r, true) })
+	mux.HandleFunc("/status/{id}", s.status)
+	mux.HandleFunc("/stream/{id}", s.streamStatus)
+	mux.HandleFunc("POST /cancel/{id}", s.cancel)
+	mux.HandleFunc("GET /health", s.health)
+	mux.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *APIServer) submit(w http.ResponseWriter, r *http.Request, sync bool) {
+	var req map[string]json.RawMessage
+	if err := json.NewDecoder(io.LimitReader(r.Body, 20<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be a JSON object: " + err.Error()})
+		return
+	}
+	if in, ok := req["input"]; !ok || string(in) == "null" {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "missing input"})
+		return
+	}
+	s.mu.Lock()
+	s.seq++
+	id := fmt.Sprintf("local-%d-%d", time.Now().UnixNano(), s.seq)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	j := &localJob{id: id, status: "IN_QUEUE", queued: time.Now(), cancel: cancel, done: make(chan struct{})}
+	s.jobs[id] = j
+	s.mu.Unlock()
+	req["id"], _ = json.Marshal(id)
+	b, _ := json.Marshal(req)
+	job, _ := parseJob(b)
+	go s.execute(ctx, j, job)
+	if !sync {
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": "IN_QUEUE"})
+		return
+	}
+	select {
+	case <-j.done:
+	case <-r.Context().Done():
+		return
+	}
+	s.status(w, r.WithContext(context.WithValue(r.Context(), idKey{}, id)))
+}
+
+type idKey struct{}
+
+func (s *APIServer) execute(ctx context.Context, j *localJob, job *Job) {
+	defer close(j.done)
+	defer j.cancel()
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-s.sem }()
+	s.mu.Lock()
+	if j.status == "CANCELLED" {
+		s.mu.Unlock()
+		return
+	}
+	j.status, j.started = "IN_PROGRESS", time.Now()
+	s.mu.Unlock()
+	out, err := safeHandle(ctx, s.h, job, localUpdater{s, j})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j.finished = time.Now()
+	switch {
+	case j.status == "CANCELLED":
+	case err != nil:
+		j.status, j.err = "FAILED", err.Error()
+	default:
+		j.status, j.output = "COMPLETED", out
+	}
+}
+
+type localUpdater struct {
+	s *APIServer
+	j *localJob
+}
+
+func (u localUpdater) Progress(v any) {
+	u.s.mu.Lock()
+	defer u.s.mu.Unlock()
+	if u.j.status == "IN_PROGRESS" {
+		u.j.output = v
+	}
+}
+
+func (u localUpdater) Stream(v any) {
+	u.s.mu.Lock()
+	defer u.s.mu.Unlock()
+	u.j.stream = append(u.j.stream, v)
+}
+
+func (s *APIServer) lookup(r *http.Request) *localJob {
+	id, _ := r.Context().Value(idKey{}).(string)
+	if id == "" {
+		id = r.PathValue("id")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.jobs[id]
+}
+
+func (s *APIServer) status(w http.ResponseWriter, r *http.Request) {
+	j := s.lookup(r)
+	if j == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	body := map[string]any{"id": j.id, "status": j.status, "workerId": "local"}
+	if !j.started.IsZero() {
+		body["delayTime"] = j.started.Sub(j.queued).Milliseconds()
+	}
+	if !j.finished.IsZero() {
+		body["executionTime"] = j.finished.Sub(j.started).Milliseconds()
+	}
+	if j.output != nil {
+		body["output"] = j.output
+	}
+	if j.err != "" {
+		body["error"] = j.err
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *APIServer) streamStatus(w http.ResponseWriter, r *http.Request) {
+	j := s.lookup(r)
+	if j == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	chunks := make([]map[string]any, 0, len(j.stream))
+	for _, c := range j.stream {
+		chunks = append(chunks, map[string]any{"output": c})
+	}
+	j.stream = nil
+	writeJSON(w, http.StatusOK, map[string]any{"id": j.id, "status": j.status, "stream": chunks})
+}
+
+func (s *APIServer) cancel(w http.ResponseWriter, r *http.Request) {
+	j := s.lookup(r)
+	if j == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
+		return
+	}
+	s.mu.Lock()
+	if j.status == "IN_QUEUE" || j.status == "IN_PROGRESS" {
+		j.status = "CANCELLED"
+		j.cancel()
+	}
+	st := j.status
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"id": j.id, "status": st})
+}
+
+func (s *APIServer) health(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counts := map[string]int{"completed": 0, "failed": 0, "inProgress": 0, "inQueue": 0, "retried": 0, "cancelled": 0}
+	for _, j := range s.jobs {
+		switch j.status {
+		case "COMPLETED":
+			counts["completed"]++
+		case "FAILED":
+			counts["failed"]++
+		case "IN_PROGRESS":
+			counts["inProgress"]++
+		case "IN_QUEUE":
+			counts["inQueue"]++
+		case "CANCELLED":
+			counts["cancelled"]++
+		}
+	}
+	running := counts["inProgress"]
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": counts, "workers": map[string]int{"idle": cap(s.sem) - running, "running": running}})
+}

@@ -1,0 +1,654 @@
+package runpod
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure a Worker. Zero timings take the platform's defaults;
+// tests shrink them.
+type Options struct {
+	Config  *Config
+	Handler Handler
+	Logger  *slog.Logger
+	Client  *http.Client
+	// Refresh asks the platform to replace the container after each job
+	// (refresh_worker, "stopPod": true); the worker then takes no more jobs
+	// and Run returns.
+	Refresh bool
+	// Concurrency is how many jobs are held at once (default 1).
+	Concurrency int
+	// Grace bounds shutdown: the time held jobs get to return and post their
+	// results after SIGTERM (default 25 s).
+	Grace time.Duration
+	// Version goes into the User-Agent.
+	Version string
+
+	TakeTimeout    time.Duration   // long poll per take request (90 s)
+	RateLimitWait  time.Duration   // after a 429 (5 s)
+	BackoffBase    time.Duration   // first wait after a failed take (1 s)
+	BackoffMax     time.Duration   // longest wait after failed takes (30 s)
+	NoJobWait      time.Duration   // pause when "no job" came back at once (500 ms)
+	PostRetryWaits []time.Duration // waits between result post attempts (2 s, 3 s)
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Grace, 25*time.Second)
+	def(&o.TakeTimeout, 90*time.Second)
+	def(&o.RateLimitWait, 5*time.Second)
+	def(&o.BackoffBase, time.Second)
+	def(&o.BackoffMax, 30*time.Second)
+	def(&o.NoJobWait, 500*time.Millisecond)
+	if o.PostRetryWaits == nil {
+		o.PostRetryWaits = []time.Duration{2 * time.Second, 3 * time.Second}
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+}
+
+// Worker runs the RunPod job loop.
+type Worker struct {
+	o   Options
+	cfg *Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	held     map[string]*heldJob
+	slot     chan struct{} // signalled when a job ends
+	stopTake bool
+	takeStop context.CancelFunc
+	jobs     sync.WaitGroup
+}
+
+type heldJob struct {
+	cancel         context.CancelFunc
+	platformCancel bool
+}
+
+// New makes a worker; Run starts it.
+func New(o Options) (*Worker, error) {
+	if o.Config == nil || !o.Config.OnPlatform() {
+		return nil, errors.New("runpod: no platform configuration (RUNPOD_WEBHOOK_GET_JOB is not set)")
+	}
+	if o.Handler == nil {
+		return nil, errors.New("runpod: no handler")
+	}
+	o.defaults()
+	return &Worker{o: o, cfg: o.Config, log: o.Logger, held: map[string]*heldJob{}, slot: make(chan struct{}, 1)}, nil
+}
+
+// Run takes and runs jobs until ctx ends (SIGTERM) or, with Refresh, after
+// the first job. On shutdown it stops taking, cancels held jobs, gives them
+// Grace to return and post their results, and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	pingCtx, stopPing := context.WithCancel(context.WithoutCancel(ctx))
+	pingDone := make(chan struct{})
+	go func() { defer close(pingDone); w.heartbeat(pingCtx) }()
+	defer func() { stopPing(); <-pingDone }()
+	if u := w.cfg.stopURL(); u != "" {
+		go w.cancelPoll(ctx, u)
+	}
+	w.log.Info("worker started", "pod_id", w.cfg.PodID, "concurrency", w.o.Concurrency, "refresh_worker", w.o.Refresh)
+
+	failures := 0
+	for {
+		if !w.waitSlot(ctx) {
+			break
+		}
+		takeCtx, cancel := context.WithCancel(ctx)
+		w.mu.Lock()
+		if w.stopTake {
+			w.mu.Unlock()
+			cancel()
+			break
+		}
+		w.takeStop = cancel
+		inProgress := len(w.held) > 0
+		w.mu.Unlock()
+
+		start := time.Now()
+		jobs, bad, status, err := w.take(takeCtx, inProgress)
+		cancel()
+		if ctx.Err() != nil || w.stopping() {
+			break
+		}
+		switch {
+		case err != nil:
+			failures++
+			wait := backoff(w.o.BackoffBase, w.o.BackoffMax, failures)
+			w.log.Warn("job take failed", "error", err, "retry_in", wait.Round(time.Millisecond))
+			sleep(ctx, wait)
+			continue
+		case status == http.StatusTooManyRequests:
+			w.log.Info("job take rate limited", "retry_in", w.o.RateLimitWait)
+			sleep(ctx, w.o.RateLimitWait)
+			continue
+		}
+		failures = 0
+		for _, m := range bad {
+			w.answerMalformed(m)
+		}
+		if len(jobs) == 0 && len(bad) == 0 && time.Since(start) < w.o.NoJobWait {
+			sleep(ctx, w.o.NoJobWait)
+		}
+		for _, j := range jobs {
+			w.start(jobsCtx, j)
+		}
+	}
+
+	// Shutdown or refresh: cancel what is held (on shutdown), then give the
+	// jobs Grace to post their results. Pings go on meanwhile.
+	if ctx.Err() != nil {
+		w.log.Info("shutting down: cancelling held jobs", "jobs", w.heldIDs(), "grace", w.o.Grace)
+		cancelJobs()
+	}
+	done := make(chan struct{})
+	go func() { w.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.o.Grace):
+		w.log.Error("jobs did not finish within the grace period", "jobs", w.heldIDs())
+	}
+	w.log.Info("worker stopped")
+	return nil
+}
+
+func (w *Worker) stopping() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stopTake
+}
+
+// waitSlot blocks until fewer than Concurrency jobs are held.
+func (w *Worker) waitSlot(ctx context.Context) bool {
+	for {
+		w.mu.Lock()
+		n, stop := len(w.held), w.stopTake
+		w.mu.Unlock()
+		if stop {
+			return false
+		}
+		if n < w.o.Concurrency {
+			return true
+		}
+		select {
+		case <-w.slot:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (w *Worker) heldIDs() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, len(w.held))
+	for id := range w.held {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// take asks for jobs. A nil error with no jobs is "no job".
+func (w *Worker) take(ctx context.Context, inProgress bool) ([]*Job, []malformedJob, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.o.TakeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.cfg.takeURL(inProgress), nil)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	w.headers(req, "")
+	resp, err := w.o.Client.Do(req)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, nil, 0, nil // the long poll ran out: ask again
+		}
+		return nil, nil, 0, scrub(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, nil, resp.StatusCode, fmt.Errorf("read job: %w", scrub(err))
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		jobs, bad := parseTake(body)
+		return jobs, bad, resp.StatusCode, nil
+	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusBadRequest:
+		return nil, nil, resp.StatusCode, nil
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return nil, nil, resp.StatusCode, nil
+	default:
+		return nil, nil, resp.StatusCode, fmt.Errorf("job take: HTTP %d", resp.StatusCode)
+	}
+}
+
+func (w *Worker) headers(req *http.Request, jobID string) {
+	req.Header.Set("Authorization", w.cfg.APIKey.Reveal())
+	req.Header.Set("User-Agent", "worker-github_runner/"+w.o.Version+" (runpod-go)")
+	if jobID != "" {
+		req.Header.Set("X-Request-ID", jobID)
+	}
+}
+
+// answerMalformed posts an error for a job the platform sent without an
+// input, so it does not hang IN_PROGRESS (the Python SDK drops it).
+func (w *Worker) answerMalformed(m malformedJob) {
+	if m.id == "" {
+		w.log.Error("malformed job without an id: cannot answer it", "reason", m.reason)
+		return
+	}
+	w.log.Error("malformed job", "request_id", m.id, "reason", m.reason)
+	w.postFinal(m.id, false, map[string]any{"error": "malformed job: " + m.reason})
+}
+
+func (w *Worker) start(ctx context.Context, job *Job) {
+	jctx, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	w.held[job.ID] = &heldJob{cancel: cancel}
+	w.mu.Unlock()
+	w.jobs.Add(1)
+	go func() {
+		defer w.jobs.Done()
+		defer cancel()
+		w.runJob(jctx, job)
+	}()
+}
+
+func (w *Worker) runJob(ctx context.Context, job *Job) {
+	log := w.log.With("request_id", job.ID)
+	log.Info("job started")
+	start := time.Now()
+	p := newPoster(w, job.ID)
+	out, err := w.callHandler(ctx, job, p)
+
+	w.mu.Lock()
+	h := w.held[job.ID]
+	platformCancel := h != nil && h.platformCancel
+	w.mu.Unlock()
+
+	switch {
+	case platformCancel:
+		p.close()
+		log.Info("job cancelled by RunPod: nothing posted", "seconds", time.Since(start).Seconds())
+	default:
+		body := map[string]any{}
+		if err != nil {
+			body["error"] = err.Error()
+			log.Warn("job failed", "error", err, "seconds", time.Since(start).Seconds())
+		} else {
+			body["output"] = out
+			log.Info("job done", "seconds", time.Since(start).Seconds())
+		}
+		p.final(body)
+	}
+
+	w.mu.Lock()
+	delete(w.held, job.ID)
+	if w.o.Refresh {
+		w.stopTake = true
+		if w.takeStop != nil {
+			w.takeStop()
+		}
+	}
+	w.mu.Unlock()
+	select {
+	case w.slot <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Worker) callHandler(ctx context.Context, job *Job, u Updater) (out any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("handler panicked", "request_id", job.ID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			out, err = nil, fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return w.o.Handler.Handle(ctx, job, u)
+}
+
+// postFinal posts a job's result: retries on 5xx and transport errors; on a
+// 4xx (an output over the size limit, say) it posts a short error instead,
+// so the job does not hang.
+func (w *Worker) postFinal(jobID string, streamed bool, body map[string]any) {
+	if w.o.Refresh {
+		body["stopPod"] = true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.o.Grace+30*time.Second)
+	defer cancel()
+	u := jobURL(w.cfg.DoneURL, w.cfg.PodID, jobID, streamed)
+	b, err := json.Marshal(body)
+	if err != nil {
+		b, _ = json.Marshal(map[string]any{"error": "the job's output cannot be encoded as JSON: " + err.Error(), "stopPod": body["stopPod"]})
+	}
+	status, err := w.post(ctx, u, jobID, b)
+	if err == nil && status < 300 {
+		return
+	}
+	if err != nil {
+		w.log.Error("posting the job result failed", "request_id", jobID, "error", err)
+		return
+	}
+	w.log.Error("RunPod rejected the job result", "request_id", jobID, "status", status, "bytes", len(b))
+	short := map[string]any{"error": fmt.Sprintf("RunPod rejected the job result (HTTP %d, %d bytes); the output may be over the 20 MB limit", status, len(b))}
+	if w.o.Refresh {
+		short["stopPod"] = true
+	}
+	b, _ = json.Marshal(short)
+	if status, err := w.post(ctx, u, jobID, b); err != nil || status >= 300 {
+		w.log.Error("posting the short error failed too", "request_id", jobID, "status", status, "error", err)
+	}
+}
+
+// post sends a body, retrying transport errors and 5xx. It returns the last
+// HTTP status (a 4xx is returned, not retried).
+func (w *Worker) post(ctx context.Context, u, jobID string, body []byte) (int, error) {
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		status, err := w.postOnce(ctx, u, jobID, body)
+		switch {
+		case err == nil && status < 500:
+			return status, nil
+		case err == nil:
+			lastErr = fmt.Errorf("HTTP %d", status)
+		default:
+			lastErr = err
+		}
+		if attempt >= len(w.o.PostRetryWaits) || ctx.Err() != nil {
+			return status, lastErr
+		}
+		w.log.Warn("post failed, retrying", "request_id", jobID, "error", lastErr, "retry_in", w.o.PostRetryWaits[attempt])
+		sleep(ctx, w.o.PostRetryWaits[attempt])
+	}
+}
+
+func (w *Worker) postOnce(ctx context.Context, u, jobID string, body []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	w.headers(req, jobID)
+	// The SDK's (odd) content type, kept for parity: the body is JSON.
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := w.o.Client.Do(req)
+	if err != nil {
+		return 0, scrub(err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// heartbeat pings the platform every interval with the held job ids; it
+// runs on its own and never waits for job work.
+func (w *Worker) heartbeat(ctx context.Context) {
+	if w.cfg.PingURL == "" {
+		return
+	}
+	t := time.NewTicker(w.cfg.PingInterval)
+	defer t.Stop()
+	inflight := make(chan struct{}, 2)
+	for {
+		select {
+		case inflight <- struct{}{}:
+			go func() { defer func() { <-inflight }(); w.ping(ctx) }()
+		default:
+			w.log.Warn("two pings still in flight: skipping one")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) ping(ctx context.Context) {
+	u := w.cfg.pingURL(w.heldIDs())
+	for attempt := 0; attempt < 4; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 2*w.cfg.PingInterval)
+		req, err := http.NewRequestWithContext(pctx, http.MethodGet, u, nil)
+		if err != nil {
+			cancel()
+			return
+		}
+		w.headers(req, "")
+		resp, err := w.o.Client.Do(req)
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && status != http.StatusTooManyRequests && status < 500 {
+			return
+		}
+		w.log.Debug("ping failed", "status", status, "error", scrub(err))
+		sleep(ctx, w.cfg.PingInterval/5)
+	}
+}
+
+// cancelPoll long-polls the job-stop URL and cancels the jobs it names;
+// nothing is posted for them.
+func (w *Worker) cancelPoll(ctx context.Context, u string) {
+	failures := 0
+	for ctx.Err() == nil {
+		ids, err := w.pollStop(ctx, u)
+		if err != nil {
+			failures++
+			sleep(ctx, backoff(w.o.BackoffBase, w.o.BackoffMax, failures))
+			continue
+		}
+		failures = 0
+		for _, id := range ids {
+			w.mu.Lock()
+			h := w.held[id]
+			if h != nil {
+				h.platformCancel = true
+				h.cancel()
+			}
+			w.mu.Unlock()
+			if h != nil {
+				w.log.Info("RunPod cancelled the job", "request_id", id)
+			}
+		}
+		if len(ids) == 0 {
+			sleep(ctx, w.o.NoJobWait)
+		}
+	}
+}
+
+func (w *Worker) pollStop(ctx context.Context, u string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.o.TakeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	w.headers(req, "")
+	resp, err := w.o.Client.Do(req)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, nil
+		}
+		return nil, scrub(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("job stop: HTTP %d", resp.StatusCode)
+	}
+	var body struct {
+		JobsToStop []string `json:"jobsToStop"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return nil, nil
+	}
+	return body.JobsToStop, nil
+}
+
+// poster serialises one job's progress and stream posts, then its final
+// post; nothing is sent after the final post.
+type poster struct {
+	w        *Worker
+	jobID    string
+	mu       sync.Mutex
+	closed   bool
+	streamed bool
+	queue    chan func()
+	done     chan struct{}
+}
+
+func newPoster(w *Worker, jobID string) *poster {
+	p := &poster{w: w, jobID: jobID, queue: make(chan func(), 256), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for f := range p.queue {
+			f()
+		}
+	}()
+	return p
+}
+
+func (p *poster) enqueue(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	select {
+	case p.queue <- f:
+	default:
+		p.w.log.Warn("progress queue full: update dropped", "request_id", p.jobID)
+	}
+}
+
+// Progress posts {"status": "IN_PROGRESS", "output": v} to the done URL.
+func (p *poster) Progress(v any) {
+	b, err := json.Marshal(map[string]any{"status": "IN_PROGRESS", "output": v})
+	if err != nil {
+		return
+	}
+	p.enqueue(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if status, err := p.w.post(ctx, jobURL(p.w.cfg.DoneURL, p.w.cfg.PodID, p.jobID, false), p.jobID, b); err != nil || status >= 300 {
+			p.w.log.Warn("progress post failed", "request_id", p.jobID, "status", status, "error", err)
+		}
+	})
+}
+
+// Stream posts {"output": chunk} to the stream URL.
+func (p *poster) Stream(chunk any) {
+	if p.w.cfg.StreamURL == "" {
+		return
+	}
+	b, err := json.Marshal(map[string]any{"output": chunk})
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.streamed = true
+	p.mu.Unlock()
+	p.enqueue(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if status, err := p.w.post(ctx, jobURL(p.w.cfg.StreamURL, p.w.cfg.PodID, p.jobID, false), p.jobID, b); err != nil || status >= 300 {
+			p.w.log.Warn("stream post failed", "request_id", p.jobID, "status", status, "error", err)
+		}
+	})
+}
+
+// final queues the result after every earlier update, waits for it, and
+// closes the poster.
+func (p *poster) final(body map[string]any) {
+	p.mu.Lock()
+	streamed := p.streamed
+	p.closed = true
+	p.queue <- func() { p.w.postFinal(p.jobID, streamed, body) }
+	close(p.queue)
+	p.mu.Unlock()
+	<-p.done
+}
+
+func (p *poster) close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.queue)
+	}
+	p.mu.Unlock()
+	<-p.done
+}
+
+// backoff is exponential with full jitter, capped.
+func backoff(base, maxWait time.Duration, failures int) time.Duration {
+	d := base << min(failures-1, 16)
+	if d > maxWait || d <= 0 {
+		d = maxWait
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// scrub removes URL query strings from transport errors; the platform's
+// URLs are not secret, but they are long and noisy.
+func scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	if i := strings.Index(s, "?"); i >= 0 {
+		if j := strings.IndexAny(s[i:], "\": "); j > 0 {
+			s = s[:i] + s[i+j:]
+		}
+	}
+	return errors.New(s)
+}
