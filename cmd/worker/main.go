@@ -1,21 +1,111 @@
-// Command worker is the RunPod serverless worker of worker-github_runner.
+// Command worker is the RunPod serverless worker of worker-github_runner:
+// the container's entrypoint. For each RunPod job it registers an ephemeral
+// GitHub Actions runner, lets it run one workflow job and removes it.
+//
+// Without RunPod's environment it runs locally, as the Python SDK does:
+// --test_input JSON (or a test_input.json in the working directory) runs one
+// job; --rp_serve_api serves a local copy of the endpoint API.
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 )
 
 // version is stamped by imagegen with -ldflags "-X main.version=...".
 var version = "dev"
 
-func main() {
-	for _, a := range os.Args[1:] {
-		if a == "--version" || a == "-version" {
-			fmt.Println("worker", version)
-			return
-		}
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: worker [flags]
+
+The RunPod serverless worker of worker-github_runner. On RunPod (RUNPOD_WEBHOOK_GET_JOB set)
+it takes jobs until the platform stops it; each job registers an ephemeral GitHub Actions
+runner that runs one workflow job.
+
+Locally:
+  worker --test_input '{"input": {"github_org": "my-org"}}'   run one job, print the result
+  worker --rp_serve_api --rp_api_port 8000                      serve /run, /runsync, /status/{id}, ...
+
+Flags:
+`)
+		fs.PrintDefaults()
 	}
-	fmt.Fprintln(os.Stderr, "worker: the RunPod job loop is not wired yet")
-	os.Exit(1)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	echo := fs.Bool("echo", false, "use a trivial echo handler instead of the GitHub runner (protocol testing)")
+	testInput := fs.String("test_input", "", "run one job with this JSON ({\"input\": {...}}) and exit 0 on success, 1 on failure")
+	serve := fs.Bool("rp_serve_api", false, "serve a local RunPod endpoint API")
+	host := fs.String("rp_api_host", "localhost", "host for --rp_serve_api")
+	port := fs.Int("rp_api_port", 8000, "port for --rp_serve_api")
+	concurrency := fs.Int("rp_api_concurrency", 1, "jobs run at once by --rp_serve_api")
+	logLevel := fs.String("rp_log_level", "", "log level: debug, info, warn, error (default RUNPOD_LOG_LEVEL or info)")
+	refresh := fs.Bool("refresh_worker", true, "ask RunPod to replace the container after each job and exit (as the seed does)")
+	grace := fs.Duration("grace", 25*time.Second, "on SIGTERM, time for the held job to clean up and post its result")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("worker", version)
+		return 0
+	}
+
+	cfg, err := runpod.ConfigFromEnv(nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 1
+	}
+	level := cfg.LogLevel
+	if *logLevel != "" {
+		level = *logLevel
+	}
+	log := runpod.NewLogger(os.Stderr, cfg.JSONLogs, level)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	handler, err := newHandler(*echo, log)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+
+	switch {
+	case *testInput != "":
+		return runpod.RunTestInput(ctx, handler, []byte(*testInput), os.Stdout, log)
+	case *serve:
+		if err := runpod.NewAPIServer(handler, *concurrency, log).Serve(ctx, *host, *port); err != nil {
+			log.Error("local API failed", "error", err)
+			return 1
+		}
+		return 0
+	case cfg.OnPlatform():
+		w, err := runpod.New(runpod.Options{Config: cfg, Handler: handler, Logger: log, Refresh: *refresh, Grace: *grace, Version: version})
+		if err != nil {
+			log.Error("cannot start", "error", err)
+			return 1
+		}
+		if err := w.Run(ctx); err != nil {
+			log.Error("worker failed", "error", err)
+			return 1
+		}
+		return 0
+	}
+	if b, err := os.ReadFile("test_input.json"); err == nil {
+		return runpod.RunTestInput(ctx, handler, b, os.Stdout, log)
+	}
+	fmt.Fprintln(os.Stderr, "worker: not on RunPod (RUNPOD_WEBHOOK_GET_JOB is not set) and no test input: give --test_input, a test_input.json, or --rp_serve_api")
+	return 1
 }

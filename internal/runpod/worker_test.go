@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -441,5 +440,4 @@ func TestUnreachablePlatformBacksOff(t *testing.T) {
 	if n := strings.Count(logs.String(), "job take failed"); n == 0 || n > 20 {
 		t.Errorf("%d failed takes in 500ms: want some, bounded by backoff", n)
 	}
-	_ = http.StatusOK
 }

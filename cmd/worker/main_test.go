@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
+)
+
+var workerBin string
+
+// The worker is tested as the process RunPod starts: built the way imagegen
+// builds it.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "worker-bin-")
+	if err != nil {
+		panic(err)
+	}
+	workerBin = filepath.Join(dir, "worker")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test-1", "-o", workerBin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build worker: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func worker(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(workerBin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Dir = t.TempDir()
+	return cmd
+}
+
+func TestVersion(t *testing.T) {
+	out, err := worker(t, nil, "--version").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "worker test-1" {
+		t.Fatalf("%q %v", out, err)
+	}
+}
+
+func TestTestInput(t *testing.T) {
+	out, err := worker(t, nil, "--echo", "--test_input", `{"input":{"k":"v"}}`).Output()
+	if err != nil || !strings.Contains(string(out), `"k": "v"`) {
+		t.Fatalf("%s %v", out, err)
+	}
+	cmd := worker(t, nil, "--echo", "--test_input", `{"input":{"fail":"nope"}}`)
+	out, err = cmd.Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "nope") {
+		t.Fatalf("failing job: %s %v", out, err)
+	}
+	// test_input.json in the working directory, as the SDK does.
+	cmd = worker(t, nil, "--echo")
+	os.WriteFile(filepath.Join(cmd.Dir, "test_input.json"), []byte(`{"input":{"from":"file"}}`), 0o644)
+	out, err = cmd.Output()
+	if err != nil || !strings.Contains(string(out), `"from": "file"`) {
+		t.Fatalf("test_input.json: %s %v", out, err)
+	}
+	// Nothing to do: a clear message and exit 1.
+	cmd = worker(t, nil, "--echo")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "not on RunPod") {
+		t.Fatalf("no input: %v %s", err, stderr.String())
+	}
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestServeAPI(t *testing.T) {
+	port := freePort(t)
+	cmd := worker(t, nil, "--echo", "--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", fmt.Sprint(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/runsync", port)
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err = http.Post(url, "application/json", strings.NewReader(`{"input":{"x":1}}`)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	if body["status"] != "COMPLETED" || body["output"].(map[string]any)["x"] != 1.0 {
+		t.Fatalf("runsync: %v", body)
+	}
+}
+
+// platformRun starts the worker against a fake platform.
+func platformRun(t *testing.T, p *runpodtest.Platform, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := worker(t, p.Env("pod-7"), append([]string{"--echo"}, args...)...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	cmd.Stdout = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &logs
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, timeout time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		t.Fatalf("worker did not exit within %v", timeout)
+		return -1
+	}
+}
+
+func TestRefreshWorkerExitsAfterOneJob(t *testing.T) {
+	p := runpodtest.New()
+	defer p.Close()
+	p.AddJob("j1", map[string]any{"hello": "world"})
+	cmd, logs := platformRun(t, p)
+	if code := waitExit(t, cmd, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d\n%s", code, logs)
+	}
+	post, err := p.WaitFinal("j1", time.Second)
+	if err != nil || post.Body["stopPod"] != true || post.Body["output"].(map[string]any)["hello"] != "world" {
+		t.Fatalf("result %v %v", post.Body, err)
+	}
+	if strings.Contains(logs.String(), p.APIKey) {
+		t.Errorf("API key in logs:\n%s", logs)
+	}
+}
+
+func TestSIGTERMWhileAJobRuns(t *testing.T) {
+	p := runpodtest.New()
+	defer p.Close()
+	p.AddJob("long", map[string]any{"sleep": 60})
+	cmd, logs := platformRun(t, p)
+	// Wait until the job runs (its progress post arrives).
+	deadline := time.Now().Add(15 * time.Second)
+	for len(p.Done()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("job never started\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, cmd, 15*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, logs)
+	}
+	post, err := p.WaitFinal("long", time.Second)
+	if err != nil {
+		t.Fatalf("no result posted after SIGTERM: %v\n%s", err, logs)
+	}
+	if e, _ := post.Body["error"].(string); !strings.Contains(e, "cancelled") {
+		t.Errorf("result %v", post.Body)
+	}
+	if strings.Contains(logs.String(), p.APIKey) {
+		t.Errorf("API key in logs:\n%s", logs)
+	}
+}
+
+func TestJSONLogsOnPlatform(t *testing.T) {
+	p := runpodtest.New()
+	defer p.Close()
+	p.AddJob("j", 1)
+	env := p.Env("pod-8")
+	env["RUNPOD_ENDPOINT_ID"] = "ep"
+	cmd := worker(t, env, "--echo")
+	out, _ := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
+		}
+	}
+	if !strings.Contains(string(out), `"request_id":"j"`) {
+		t.Errorf("no request id in logs:\n%s", out)
+	}
+}
+
+// The worker binary stays small and never links the build tooling.
+func TestBinarySize(t *testing.T) {
+	st, err := os.Stat(workerBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("worker binary: %.1f MB", float64(st.Size())/1e6)
+	if st.Size() > 15<<20 {
+		t.Errorf("worker binary is %d bytes, over 15 MiB", st.Size())
+	}
+}
+
+func TestDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"github.com/moby/buildkit", "github.com/GoogleContainerTools/kaniko", "github.com/chainguard-dev/kaniko",
+		"github.com/hashicorp/hcl", "github.com/google/go-containerregistry", "github.com/docker/", "github.com/spf13/cobra",
+		"github.com/runpod-workers/worker-github_runner/internal/build", "github.com/runpod-workers/worker-github_runner/internal/variants"} {
+		for _, dep := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(dep, bad) {
+				t.Errorf("the worker links %s", dep)
+			}
+		}
+	}
+}
+
+// TestStartToFirstTake measures process start to the first job-take request.
+func TestStartToFirstTake(t *testing.T) {
+	var ds []time.Duration
+	for i := 0; i < 5; i++ {
+		ds = append(ds, startToFirstTake(t))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	t.Logf("process start to first job take: median %v (min %v, max %v, 5 runs)", ds[2], ds[0], ds[4])
+	if ds[2] > 2*time.Second {
+		t.Errorf("median start to first take %v", ds[2])
+	}
+}
+
+func startToFirstTake(t testing.TB) time.Duration {
+	p := runpodtest.New()
+	defer p.Close()
+	cmd := exec.Command(workerBin, "--echo")
+	for k, v := range p.Env("pod-b") {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if takes, _ := p.Takes(); len(takes) > 0 {
+			return takes[0].Sub(start)
+		}
+	}
+	t.Fatal("no take within 10s")
+	return 0
+}
+
+func BenchmarkStartToFirstTake(b *testing.B) {
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		total += startToFirstTake(b)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/start")
+}
