@@ -1,17 +1,17 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
 
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
+	"github.com/runpod-workers/worker-github_runner/internal/worker"
 )
 
-// newHandler picks the job handler: the echo handler for protocol tests, or
-// the GitHub runner handler.
-func newHandler(echo bool, log *slog.Logger) (runpod.Handler, error) {
+// newHandler picks the job handler: the GitHub runner handler, or the echo
+// handler for protocol tests.
+func newHandler(echo bool, podID string, log *slog.Logger) runpod.Handler {
 	if echo {
-		return runpod.Echo, nil
+		return runpod.Echo
 	}
-	return nil, errors.New("the GitHub runner handler is not wired yet; use --echo")
+	return &worker.Handler{PodID: podID, Log: log}
 }

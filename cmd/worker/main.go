@@ -76,11 +76,7 @@ Flags:
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	handler, err := newHandler(*echo, log)
-	if err != nil {
-		log.Error("cannot start", "error", err)
-		return 1
-	}
+	handler := newHandler(*echo, cfg.PodID, log)
 
 	switch {
 	case *testInput != "":

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func worker(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
+func workerCmd(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(workerBin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -51,31 +51,31 @@ func worker(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
 }
 
 func TestVersion(t *testing.T) {
-	out, err := worker(t, nil, "--version").Output()
+	out, err := workerCmd(t, nil, "--version").Output()
 	if err != nil || strings.TrimSpace(string(out)) != "worker test-1" {
 		t.Fatalf("%q %v", out, err)
 	}
 }
 
 func TestTestInput(t *testing.T) {
-	out, err := worker(t, nil, "--echo", "--test_input", `{"input":{"k":"v"}}`).Output()
+	out, err := workerCmd(t, nil, "--echo", "--test_input", `{"input":{"k":"v"}}`).Output()
 	if err != nil || !strings.Contains(string(out), `"k": "v"`) {
 		t.Fatalf("%s %v", out, err)
 	}
-	cmd := worker(t, nil, "--echo", "--test_input", `{"input":{"fail":"nope"}}`)
+	cmd := workerCmd(t, nil, "--echo", "--test_input", `{"input":{"fail":"nope"}}`)
 	out, err = cmd.Output()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "nope") {
 		t.Fatalf("failing job: %s %v", out, err)
 	}
 	// test_input.json in the working directory, as the SDK does.
-	cmd = worker(t, nil, "--echo")
+	cmd = workerCmd(t, nil, "--echo")
 	os.WriteFile(filepath.Join(cmd.Dir, "test_input.json"), []byte(`{"input":{"from":"file"}}`), 0o644)
 	out, err = cmd.Output()
 	if err != nil || !strings.Contains(string(out), `"from": "file"`) {
 		t.Fatalf("test_input.json: %s %v", out, err)
 	}
 	// Nothing to do: a clear message and exit 1.
-	cmd = worker(t, nil, "--echo")
+	cmd = workerCmd(t, nil, "--echo")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "not on RunPod") {
@@ -94,7 +94,7 @@ func freePort(t *testing.T) int {
 
 func TestServeAPI(t *testing.T) {
 	port := freePort(t)
-	cmd := worker(t, nil, "--echo", "--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", fmt.Sprint(port))
+	cmd := workerCmd(t, nil, "--echo", "--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", fmt.Sprint(port))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestServeAPI(t *testing.T) {
 // platformRun starts the worker against a fake platform.
 func platformRun(t *testing.T, p *runpodtest.Platform, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := worker(t, p.Env("pod-7"), append([]string{"--echo"}, args...)...)
+	cmd := workerCmd(t, p.Env("pod-7"), append([]string{"--echo"}, args...)...)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	cmd.Stdout = &logs
@@ -203,7 +203,7 @@ func TestJSONLogsOnPlatform(t *testing.T) {
 	p.AddJob("j", 1)
 	env := p.Env("pod-8")
 	env["RUNPOD_ENDPOINT_ID"] = "ep"
-	cmd := worker(t, env, "--echo")
+	cmd := workerCmd(t, env, "--echo")
 	out, _ := cmd.CombinedOutput()
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	for _, l := range lines {

@@ -47,6 +47,7 @@ func RunTestInput(ctx context.Context, h Handler, src []byte, out io.Writer, log
 	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	if err := enc.Encode(body); err != nil {
 		fmt.Fprintf(out, "{\"error\": %q}\n", "output is not JSON: "+err.Error())
 		return 1

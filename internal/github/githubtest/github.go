@@ -1,0 +1,355 @@
+// Package githubtest is a fake GitHub REST API for self-hosted runners: JIT
+// configs, registration tokens, runner listing, lookup and removal, runner
+// groups, for organisations, repositories and enterprises, at / (github.com)
+// and /api/v3/ (GitHub Enterprise Server). It keeps the runners it
+// registered, removes an ephemeral runner when its job completes (as GitHub
+// does), answers 422 when deleting a busy runner and 409 for a duplicate
+// name, and can inject failures.
+//
+// A fake runner reaches it through the URLs in its JIT config or .runner
+// file: POST /_fake/register (token mode), POST /_fake/runners/{id}/job
+// (a job starts) and POST /_fake/runners/{id}/done (the job ended).
+package githubtest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Runner is a registered runner.
+type Runner struct {
+	ID        int64    `json:"id"`
+	Name      string   `json:"name"`
+	Labels    []string `json:"labels"`
+	Scope     string   `json:"-"`
+	GroupID   int64    `json:"-"`
+	Status    string   `json:"status"`
+	Busy      bool     `json:"busy"`
+	Ephemeral bool     `json:"ephemeral"`
+}
+
+// MarshalJSON writes a runner as GitHub does: labels are objects.
+func (r Runner) MarshalJSON() ([]byte, error) {
+	labels := []map[string]any{}
+	for i, l := range r.Labels {
+		labels = append(labels, map[string]any{"id": i + 1, "name": l, "type": "read-only"})
+	}
+	return json.Marshal(map[string]any{"id": r.ID, "name": r.Name, "os": "linux", "status": r.Status, "busy": r.Busy, "ephemeral": r.Ephemeral, "labels": labels})
+}
+
+// Request is a recorded API call.
+type Request struct {
+	Method, Path, Auth string
+	Body               map[string]any
+}
+
+// Fault is an injected answer for the next matching request.
+type Fault struct {
+	// Match is a substring of "METHOD /path"; empty matches anything.
+	Match  string
+	Status int
+	// RateLimit makes a 403 look like GitHub's primary rate limit
+	// (X-RateLimit-Remaining: 0, reset in one second).
+	RateLimit bool
+	// RetryAfter makes a 403 a secondary (abuse) rate limit.
+	RetryAfter int
+}
+
+// GitHub is the fake. Create it with New.
+type GitHub struct {
+	*httptest.Server
+	// Tokens are the accepted credentials.
+	Tokens map[string]bool
+
+	mu       sync.Mutex
+	runners  map[int64]*Runner
+	nextID   int64
+	regToks  map[string]string // registration token -> scope
+	faults   []Fault
+	issued   []string // JIT configs and registration tokens handed out
+	requests []Request
+	groups   map[string]int64
+}
+
+// New starts a fake GitHub that accepts token.
+func New(token string) *GitHub {
+	g := &GitHub{Tokens: map[string]bool{token: true}, runners: map[int64]*Runner{}, nextID: 100, regToks: map[string]string{}, groups: map[string]int64{"Default": 1, "gpu-runners": 7}}
+	g.Server = httptest.NewServer(http.HandlerFunc(g.serve))
+	return g
+}
+
+// Fail queues injected failures, consumed in order by matching requests.
+func (g *GitHub) Fail(fs ...Fault) {
+	g.mu.Lock()
+	g.faults = append(g.faults, fs...)
+	g.mu.Unlock()
+}
+
+// Runners lists the registered runners, sorted by id.
+func (g *GitHub) Runners() []Runner {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Runner
+	for _, r := range g.runners {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Issued returns every JIT config and registration token handed out:
+// secrets that must never appear in logs or output.
+func (g *GitHub) Issued() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string{}, g.issued...)
+}
+
+// Requests returns the recorded API calls.
+func (g *GitHub) Requests() []Request {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]Request{}, g.requests...)
+}
+
+// AddRunner registers a runner directly (a leftover, say).
+func (g *GitHub) AddRunner(scope, name string) int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.nextID++
+	g.runners[g.nextID] = &Runner{ID: g.nextID, Name: name, Scope: scope, Status: "offline"}
+	return g.nextID
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func ghError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"message": msg, "documentation_url": "https://docs.github.com/rest"})
+}
+
+// scopeOf splits /orgs/o/..., /repos/o/r/..., /enterprises/e/... into the
+// scope ("o", "o/r", "enterprises/e") and the rest.
+func scopeOf(parts []string) (scope string, rest []string, ok bool) {
+	switch {
+	case len(parts) >= 2 && parts[0] == "orgs":
+		return parts[1], parts[2:], true
+	case len(parts) >= 3 && parts[0] == "repos":
+		return parts[1] + "/" + parts[2], parts[3:], true
+	case len(parts) >= 2 && parts[0] == "enterprises":
+		return "enterprises/" + parts[1], parts[2:], true
+	}
+	return "", nil, false
+}
+
+func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	ghes := strings.HasPrefix(path, "/api/v3/")
+	path = strings.TrimPrefix(path, "/api/v3")
+	raw, _ := io.ReadAll(r.Body)
+	var body map[string]any
+	json.Unmarshal(raw, &body)
+	auth := r.Header.Get("Authorization")
+
+	g.mu.Lock()
+	g.requests = append(g.requests, Request{Method: r.Method, Path: r.URL.Path, Auth: auth, Body: body})
+	for i, f := range g.faults {
+		if f.Match == "" || strings.Contains(r.Method+" "+path, f.Match) {
+			g.faults = append(g.faults[:i], g.faults[i+1:]...)
+			g.mu.Unlock()
+			switch {
+			case f.RateLimit:
+				w.Header().Set("X-RateLimit-Limit", "5000")
+				w.Header().Set("X-RateLimit-Remaining", "0")
+				w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
+				ghError(w, 403, "API rate limit exceeded")
+			case f.RetryAfter > 0:
+				w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+				ghError(w, 403, "You have exceeded a secondary rate limit")
+			default:
+				ghError(w, f.Status, "injected failure")
+			}
+			return
+		}
+	}
+	g.mu.Unlock()
+
+	if strings.HasPrefix(path, "/_fake/") {
+		g.fake(w, r, strings.Split(strings.Trim(path, "/"), "/")[1:], body)
+		return
+	}
+	if !strings.HasPrefix(auth, "Bearer ") || !g.Tokens[strings.TrimPrefix(auth, "Bearer ")] {
+		ghError(w, 401, "Bad credentials")
+		return
+	}
+	// GHES needs the Accept header go-github sends; a client that forgot
+	// the /api/v3/ prefix gets 406, as the real one answers HTML there.
+	_ = ghes
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	scope, rest, ok := scopeOf(parts)
+	if !ok || len(rest) < 2 || rest[0] != "actions" {
+		ghError(w, 404, "Not Found")
+		return
+	}
+	key := strings.Join(rest[1:], "/")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case r.Method == "POST" && key == "runners/generate-jitconfig":
+		name, _ := body["name"].(string)
+		gid, _ := body["runner_group_id"].(float64)
+		var labels []string
+		if ls, ok := body["labels"].([]any); ok {
+			for _, l := range ls {
+				s, _ := l.(string)
+				labels = append(labels, s)
+			}
+		}
+		if name == "" || gid == 0 || len(labels) == 0 || len(labels) > 100 {
+			ghError(w, 422, "name, runner_group_id and 1 to 100 labels are required")
+			return
+		}
+		for _, x := range g.runners {
+			if x.Scope == scope && x.Name == name {
+				ghError(w, 409, "Already exists - A runner with the name "+name+" already exists.")
+				return
+			}
+		}
+		g.nextID++
+		rn := &Runner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: int64(gid), Status: "offline", Ephemeral: true}
+		g.runners[rn.ID] = rn
+		jit := g.encodeJIT(rn, scope)
+		g.issued = append(g.issued, jit)
+		writeJSON(w, 201, map[string]any{"runner": rn, "encoded_jit_config": jit})
+	case r.Method == "POST" && key == "runners/registration-token":
+		tok := fmt.Sprintf("AREGTOKEN%d%d", time.Now().UnixNano(), len(g.regToks))
+		g.regToks[tok] = scope
+		g.issued = append(g.issued, tok)
+		writeJSON(w, 201, map[string]any{"token": tok, "expires_at": time.Now().Add(time.Hour).Format(time.RFC3339)})
+	case r.Method == "POST" && key == "runners/remove-token":
+		writeJSON(w, 201, map[string]any{"token": "AREMOVETOKEN", "expires_at": time.Now().Add(time.Hour).Format(time.RFC3339)})
+	case r.Method == "GET" && key == "runners":
+		name := r.URL.Query().Get("name")
+		list := []*Runner{}
+		for _, x := range g.runners {
+			if x.Scope == scope && (name == "" || x.Name == name) {
+				list = append(list, x)
+			}
+		}
+		writeJSON(w, 200, map[string]any{"total_count": len(list), "runners": list})
+	case r.Method == "GET" && key == "runner-groups":
+		var gs []map[string]any
+		for n, id := range g.groups {
+			gs = append(gs, map[string]any{"id": id, "name": n})
+		}
+		sort.Slice(gs, func(i, j int) bool { return gs[i]["id"].(int64) < gs[j]["id"].(int64) })
+		writeJSON(w, 200, map[string]any{"total_count": len(gs), "runner_groups": gs})
+	case strings.HasPrefix(key, "runners/"):
+		id, err := strconv.ParseInt(strings.TrimPrefix(key, "runners/"), 10, 64)
+		rn := g.runners[id]
+		if err != nil || rn == nil || rn.Scope != scope {
+			ghError(w, 404, "Not Found")
+			return
+		}
+		switch r.Method {
+		case "GET":
+			writeJSON(w, 200, rn)
+		case "DELETE":
+			if rn.Busy {
+				ghError(w, 422, "Bad request - Runner \""+rn.Name+"\" is still running a job\"")
+				return
+			}
+			delete(g.runners, id)
+			w.WriteHeader(204)
+		default:
+			ghError(w, 405, "method not allowed")
+		}
+	default:
+		ghError(w, 404, "Not Found")
+	}
+}
+
+// encodeJIT builds a config shaped like GitHub's: base64 of a JSON map from
+// file name (.runner, .credentials, .credentials_rsaparams) to the base64
+// of that file.
+func (g *GitHub) encodeJIT(rn *Runner, scope string) string {
+	runner, _ := json.Marshal(map[string]any{
+		"agentId": rn.ID, "agentName": rn.Name, "poolId": rn.GroupID, "serverUrl": g.URL + "/_services/pipelines",
+		"gitHubUrl": g.URL + "/" + scope, "workFolder": "_work", "ephemeral": true, "fakeApi": g.URL,
+	})
+	creds, _ := json.Marshal(map[string]any{"scheme": "OAuthAccessToken", "data": map[string]string{"clientId": fmt.Sprint(rn.ID)}})
+	files := map[string]string{
+		".runner":                base64.StdEncoding.EncodeToString(runner),
+		".credentials":           base64.StdEncoding.EncodeToString(creds),
+		".credentials_rsaparams": base64.StdEncoding.EncodeToString([]byte(`{"d":"fake"}`)),
+	}
+	b, _ := json.Marshal(files)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// fake serves the endpoints a fake runner uses.
+func (g *GitHub) fake(w http.ResponseWriter, r *http.Request, parts []string, body map[string]any) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case len(parts) == 1 && parts[0] == "register":
+		tok, _ := body["token"].(string)
+		scope, ok := g.regToks[tok]
+		if !ok {
+			ghError(w, 401, "invalid registration token")
+			return
+		}
+		delete(g.regToks, tok) // one use
+		name, _ := body["name"].(string)
+		for _, x := range g.runners {
+			if x.Scope == scope && x.Name == name {
+				ghError(w, 409, "runner exists")
+				return
+			}
+		}
+		var labels []string
+		if ls, ok := body["labels"].([]any); ok {
+			for _, l := range ls {
+				s, _ := l.(string)
+				labels = append(labels, s)
+			}
+		}
+		g.nextID++
+		rn := &Runner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: 1, Status: "offline", Ephemeral: true}
+		g.runners[rn.ID] = rn
+		writeJSON(w, 201, map[string]any{"id": rn.ID, "scope": scope})
+	case len(parts) == 3 && parts[0] == "runners":
+		id, _ := strconv.ParseInt(parts[1], 10, 64)
+		rn := g.runners[id]
+		if rn == nil {
+			ghError(w, 404, "runner gone")
+			return
+		}
+		switch parts[2] {
+		case "online":
+			rn.Status = "online"
+		case "job":
+			rn.Busy = true
+		case "done":
+			rn.Busy = false
+			if rn.Ephemeral {
+				delete(g.runners, id) // GitHub removes an ephemeral runner after its job
+			}
+		}
+		w.WriteHeader(204)
+	default:
+		ghError(w, 404, "Not Found")
+	}
+}

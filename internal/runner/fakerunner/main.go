@@ -1,0 +1,231 @@
+// Command fakerunner stands in for actions/runner's bin/Runner.Listener in
+// tests: `configure` registers with a registration token and writes .runner;
+// `run` reads its JIT config (ACTIONS_RUNNER_INPUT_JITCONFIG, removed from
+// its environment as the real runner does) or .runner, prints what the real
+// listener prints, runs the job hooks, and tells the fake GitHub (whose URL
+// its config carries) when it goes online, starts a job and ends it.
+//
+// What it does is scripted by fake-behaviour.json in the runner's folder:
+//
+//	{"mode": "job" | "idle" | "crash" | "exit", "exit": N, "job_seconds": 0.2,
+//	 "result": "Succeeded", "dump": "/path/dump.json", "update_exits": 1,
+//	 "echo_secret": true}
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type behaviour struct {
+	Mode        string  `json:"mode"`
+	Exit        int     `json:"exit"`
+	JobSeconds  float64 `json:"job_seconds"`
+	Result      string  `json:"result"`
+	Dump        string  `json:"dump"`
+	UpdateExits int     `json:"update_exits"`
+	EchoSecret  bool    `json:"echo_secret"`
+}
+
+type runnerFile struct {
+	AgentID   int64  `json:"agentId"`
+	AgentName string `json:"agentName"`
+	GitHubURL string `json:"gitHubUrl"`
+	FakeAPI   string `json:"fakeApi"`
+}
+
+func main() {
+	exe, _ := os.Executable()
+	root := filepath.Dir(filepath.Dir(exe))
+	if len(os.Args) < 2 {
+		fail("usage: Runner.Listener configure|run")
+	}
+	switch os.Args[1] {
+	case "configure":
+		configure(root)
+	case "run":
+		run(root)
+	default:
+		fail("unknown command " + os.Args[1])
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "fake runner:", msg)
+	os.Exit(1)
+}
+
+func ts() string { return time.Now().UTC().Format("2006-01-02 15:04:05Z") }
+
+func configure(root string) {
+	args := map[string]string{}
+	for i := 2; i < len(os.Args); i++ {
+		if strings.HasPrefix(os.Args[i], "--") && i+1 < len(os.Args) && !strings.HasPrefix(os.Args[i+1], "--") {
+			args[os.Args[i]] = os.Args[i+1]
+			i++
+		}
+	}
+	token := os.Getenv("ACTIONS_RUNNER_INPUT_TOKEN")
+	if token == "" {
+		fail("no registration token")
+	}
+	u, err := url.Parse(args["--url"])
+	if err != nil || u.Host == "" {
+		fail("bad --url")
+	}
+	api := u.Scheme + "://" + u.Host
+	body, _ := json.Marshal(map[string]any{"token": token, "name": args["--name"], "labels": strings.Split(args["--labels"], ",")})
+	resp, err := http.Post(api+"/_fake/register", "application/json", bytes.NewReader(body))
+	if err != nil {
+		fail(err.Error())
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 201 {
+		fail(fmt.Sprintf("registration refused: HTTP %d", resp.StatusCode))
+	}
+	var reg struct{ ID int64 }
+	json.NewDecoder(resp.Body).Decode(&reg)
+	rf, _ := json.Marshal(runnerFile{AgentID: reg.ID, AgentName: args["--name"], GitHubURL: args["--url"], FakeAPI: api})
+	if err := os.WriteFile(filepath.Join(root, ".runner"), append([]byte("\ufeff"), rf...), 0o600); err != nil {
+		fail(err.Error())
+	}
+	fmt.Println("√ Runner successfully added")
+	fmt.Println("√ Settings Saved.")
+}
+
+func loadConfig(root string) (runnerFile, string) {
+	var rf runnerFile
+	jit := os.Getenv("ACTIONS_RUNNER_INPUT_JITCONFIG")
+	os.Unsetenv("ACTIONS_RUNNER_INPUT_JITCONFIG") // as the real runner does
+	if jit != "" {
+		raw, err := base64.StdEncoding.DecodeString(jit)
+		if err != nil {
+			fail("invalid JIT config")
+		}
+		var files map[string]string
+		if json.Unmarshal(raw, &files) != nil {
+			fail("invalid JIT config")
+		}
+		b, _ := base64.StdEncoding.DecodeString(files[".runner"])
+		if json.Unmarshal(b, &rf) != nil || rf.AgentID == 0 {
+			fail("invalid JIT config")
+		}
+		return rf, jit
+	}
+	b, err := os.ReadFile(filepath.Join(root, ".runner"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Not configured. Run config.(sh/cmd) to configure the runner.")
+		os.Exit(1)
+	}
+	json.Unmarshal(bytes.TrimPrefix(b, []byte("\ufeff")), &rf)
+	return rf, ""
+}
+
+func notify(rf runnerFile, what string) {
+	resp, err := http.Post(fmt.Sprintf("%s/_fake/runners/%d/%s", rf.FakeAPI, rf.AgentID, what), "application/json", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+}
+
+func hook(name string) {
+	if p := os.Getenv(name); p != "" {
+		exec.Command(p).Run()
+	}
+}
+
+func run(root string) {
+	var b behaviour
+	if raw, err := os.ReadFile(filepath.Join(root, "fake-behaviour.json")); err == nil {
+		json.Unmarshal(raw, &b)
+	}
+	if b.Mode == "" {
+		b.Mode = "job"
+	}
+	if b.Result == "" {
+		b.Result = "Succeeded"
+	}
+	rf, jit := loadConfig(root)
+	if b.UpdateExits > 0 {
+		counter := filepath.Join(root, ".fake-update-count")
+		n, _ := os.ReadFile(counter)
+		if len(n) < b.UpdateExits {
+			os.WriteFile(counter, append(n, 'x'), 0o666)
+			fmt.Println(ts() + ": Runner update in progress, do not shutdown runner.")
+			os.Exit(4)
+		}
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	fmt.Println("√ Connected to GitHub")
+	fmt.Println("Current runner version: '2.337.0'")
+	if b.EchoSecret && jit != "" {
+		fmt.Println("debug: jit config " + jit)
+	}
+	fmt.Println(ts() + ": Listening for Jobs")
+	notify(rf, "online")
+
+	switch b.Mode {
+	case "exit":
+		os.Exit(b.Exit)
+	case "crash":
+		fmt.Println("Unhandled exception. System.NullReferenceException")
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	case "idle":
+		<-term
+		fmt.Println(ts() + ": Runner listener exit because of cancellation.")
+		os.Exit(0)
+	}
+	// mode "job"
+	select {
+	case <-time.After(100 * time.Millisecond):
+	case <-term:
+		os.Exit(0)
+	}
+	notify(rf, "job")
+	fmt.Println(ts() + ": Running job: test-job")
+	hook("ACTIONS_RUNNER_HOOK_JOB_STARTED")
+	if b.Dump != "" {
+		dump(b.Dump)
+	}
+	result := b.Result
+	select {
+	case <-time.After(time.Duration(b.JobSeconds * float64(time.Second))):
+	case <-term:
+		result = "Canceled"
+	}
+	hook("ACTIONS_RUNNER_HOOK_JOB_COMPLETED")
+	fmt.Printf("%s: Job test-job completed with result: %s\n", ts(), result)
+	notify(rf, "done")
+	os.Exit(0)
+}
+
+// dump records what a workflow job could see: the environment, the uid,
+// whether the worker's (parent's) environment is readable, and argv of
+// every process it can list.
+func dump(path string) {
+	out := map[string]any{"env": os.Environ(), "uid": os.Getuid(), "args": os.Args}
+	_, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", os.Getppid()))
+	out["parent_environ_readable"] = err == nil
+	var cmdlines []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil {
+			cmdlines = append(cmdlines, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	out["cmdlines"] = cmdlines
+	b, _ := json.MarshalIndent(out, "", "  ")
+	os.WriteFile(path, b, 0o644)
+}
