@@ -147,6 +147,14 @@ func build(t *testing.T, timeout time.Duration, extraEnv []string, args ...strin
 	return r
 }
 
+func head(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
 	"github.com/runpod-workers/worker-github_runner/internal/build/buildkit"
+	"github.com/runpod-workers/worker-github_runner/internal/build/kaniko"
 	"github.com/runpod-workers/worker-github_runner/internal/build/workerbin"
 	"github.com/runpod-workers/worker-github_runner/internal/registry"
 	"github.com/runpod-workers/worker-github_runner/internal/render"
@@ -38,6 +39,11 @@ type buildFlags struct {
 	dryRun        bool
 	workerBins    []string
 	workerVersion string
+	builder       string
+	kanikoExec    string
+	kanikoArgs    []string
+	kanikoForce   bool
+	kanikoDir     string
 }
 
 func newBuildCommand(mf *matrixFlags) *cobra.Command {
@@ -89,12 +95,20 @@ Cache references may use {image} and {variant}; a good CI default is
 	f.BoolVar(&bf.dryRun, "dry-run", false, "show what would be built, with which tags, and do nothing")
 	f.StringArrayVar(&bf.workerBins, "worker-bin", nil, "prebuilt worker binary, PLATFORM=PATH or PATH (platform from its ELF header); default: compile cmd/worker")
 	f.StringVar(&bf.workerVersion, "worker-version", "", "version stamped into the worker (default: git describe, else dev)")
+	f.StringVar(&bf.builder, "builder", "buildkit", "buildkit, or kaniko (inside a container with no Docker daemon, one variant at a time)")
+	f.StringVar(&bf.kanikoExec, "kaniko-executor", kaniko.DefaultExecutor, "with --builder kaniko: the executor")
+	f.StringArrayVar(&bf.kanikoArgs, "kaniko-arg", nil, "with --builder kaniko: pass an argument to the executor, e.g. --kaniko-arg=--registry-map=index.docker.io=mirror.example; repeatable")
+	f.StringVar(&bf.kanikoDir, "kaniko-dir", kaniko.DefaultWorkDir, "with --builder kaniko: Kaniko's folder; Kaniko wipes everything else, so imagegen keeps its files here")
+	f.BoolVar(&bf.kanikoForce, "kaniko-force", false, "with --builder kaniko: run even outside a container made for Kaniko (it overwrites the root file system)")
 	return cmd
 }
 
 func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if bf.builder != "buildkit" && bf.builder != "kaniko" {
+		return usageError("--builder must be buildkit or kaniko, not %q", bf.builder)
+	}
 	switch bf.progress {
 	case "auto", "tty", "plain", "rawjson", "quiet":
 	default:
@@ -140,8 +154,23 @@ func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string
 		return printDryRun(stdout, reqs, bf)
 	}
 
+	var kb *kaniko.Builder
+	if bf.builder == "kaniko" {
+		var out io.Writer = stderr
+		if bf.progress == "quiet" {
+			out = io.Discard
+		}
+		kb, err = kaniko.New(kaniko.Options{Executor: bf.kanikoExec, Force: bf.kanikoForce, ExtraArgs: bf.kanikoArgs, WorkDir: bf.kanikoDir, Output: out})
+		if err != nil {
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+	}
+
 	// The worker binaries: the only build context files.
 	ctxDir := filepath.Join(outDir, "..", "context")
+	if kb != nil {
+		ctxDir = kb.ContextDir()
+	}
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
@@ -152,27 +181,34 @@ func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string
 		r.ContextDir = ctxDir
 	}
 
-	var pw progresswriter.Writer
-	if bf.progress != "quiet" {
-		pw, err = progresswriter.NewPrinter(context.WithoutCancel(ctx), os.Stderr, bf.progress)
-		if err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
-		}
-	}
-	b, err := buildkit.New(ctx, buildkit.Options{Addr: bf.addr, TLS: bf.tls, Progress: pw})
-	if err != nil {
-		return &ExitError{Code: ExitFailure, Err: err}
-	}
-	defer b.Close()
-	fmt.Fprintf(stderr, "imagegen: building %d variant(s) through %s\n", len(reqs), b.Addr())
-
 	opts := build.Options{Jobs: bf.jobs}
 	if bf.push && !bf.noAtomic {
 		opts.Tagger = &registry.Client{}
 	}
-	results, runErr := build.Run(ctx, b, reqs, opts)
-	if pw != nil && b.Started() > 0 {
-		<-pw.Done()
+	var results []*build.Result
+	var runErr error
+	if kb != nil {
+		opts.Jobs = 1
+		fmt.Fprintf(stderr, "imagegen: building %d variant(s) with Kaniko, one at a time (it owns the root file system; --cleanup after each)\n", len(reqs))
+		results, runErr = build.Run(ctx, kb, reqs, opts)
+	} else {
+		var pw progresswriter.Writer
+		if bf.progress != "quiet" {
+			pw, err = progresswriter.NewPrinter(context.WithoutCancel(ctx), os.Stderr, bf.progress)
+			if err != nil {
+				return &ExitError{Code: ExitFailure, Err: err}
+			}
+		}
+		b, err := buildkit.New(ctx, buildkit.Options{Addr: bf.addr, TLS: bf.tls, Progress: pw})
+		if err != nil {
+			return &ExitError{Code: ExitFailure, Err: err}
+		}
+		defer b.Close()
+		fmt.Fprintf(stderr, "imagegen: building %d variant(s) through %s\n", len(reqs), b.Addr())
+		results, runErr = build.Run(ctx, b, reqs, opts)
+		if pw != nil && b.Started() > 0 {
+			<-pw.Done()
+		}
 	}
 	printSummary(stdout, results, runErr)
 	if bf.metadataFile != "" {
@@ -293,6 +329,9 @@ func shortDigest(d string) string {
 }
 
 func writeMetadata(path string, results []*build.Result) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	m := map[string]*build.Result{}
 	for _, r := range results {
 		m[r.Variant] = r

@@ -138,7 +138,19 @@ func fakeRunner(args []string) error {
 	fs := flag.NewFlagSet("fake-runner", flag.ExitOnError)
 	dir := fs.String("dir", "", "mirror folder")
 	version := fs.String("version", "", "runner version")
+	listener := fs.String("listener", "", "a static binary to ship as bin/Runner.Listener (the Go fake runner); default a shell stand-in")
 	fs.Parse(args)
+	files := map[string]string{}
+	for k, v := range fakeRunnerFiles {
+		files[k] = v
+	}
+	if *listener != "" {
+		b, err := os.ReadFile(*listener)
+		if err != nil {
+			return err
+		}
+		files["bin/Runner.Listener"] = string(b)
+	}
 	if *dir == "" || *version == "" {
 		return errors.New("fake-runner needs --dir and --version")
 	}
@@ -152,13 +164,13 @@ func fakeRunner(args []string) error {
 		if strings.HasSuffix(n, "/") {
 			hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
 		} else {
-			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o755, int64(len(fakeRunnerFiles[n]))
+			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o755, int64(len(files[n]))
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
 		if hdr.Typeflag == tar.TypeReg {
-			if _, err := io.WriteString(tw, fakeRunnerFiles[n]); err != nil {
+			if _, err := io.WriteString(tw, files[n]); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,470 @@
+// Package kaniko builds variants with the Kaniko executor, run as a child
+// process: for building inside a container with no Docker daemon (a RunPod
+// runner). Kaniko owns the root file system of the container it runs in,
+// so builds run one at a time, each followed by --cleanup, and never where
+// they would overwrite a host's root file system.
+package kaniko
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/runpod-workers/worker-github_runner/internal/build"
+)
+
+// DefaultExecutor is where the Kaniko image (and ours) keeps the executor.
+const DefaultExecutor = "/kaniko/executor"
+
+// DefaultWorkDir is Kaniko's folder when imagegen runs it. Not /kaniko: the
+// image we build has /kaniko/executor, and Kaniko neither snapshots its own
+// folder nor can overwrite the executor it runs from.
+const DefaultWorkDir = "/tmp/imagegen-kaniko"
+
+// Options configure a Builder.
+type Options struct {
+	Executor string // DefaultExecutor when empty
+	// Force runs Kaniko even where it looks like a host, not a container
+	// made for Kaniko (it passes --force to the executor too).
+	Force bool
+	// ExtraArgs are passed to the executor as they are
+	// (--registry-map=..., --verbosity=debug, ...).
+	ExtraArgs []string
+	// WorkDir is Kaniko's folder (--kaniko-dir). Kaniko wipes the whole
+	// file system except this folder and mount points, so imagegen keeps
+	// everything it needs here: the executor, Dockerfiles, the build
+	// context, digest files, tarballs and registry credentials.
+	// DefaultWorkDir when empty.
+	WorkDir string
+	// Output receives the executor's output, each line prefixed with the
+	// variant; nil discards it.
+	Output io.Writer
+}
+
+// Builder is a build.Builder running the Kaniko executor.
+type Builder struct {
+	o  Options
+	mu sync.Mutex // one build at a time: Kaniko owns the file system
+}
+
+// New checks that Kaniko may run here.
+func New(o Options) (*Builder, error) {
+	if o.Executor == "" {
+		o.Executor = DefaultExecutor
+	}
+	if _, err := os.Stat(o.Executor); err != nil {
+		return nil, fmt.Errorf("kaniko executor: %w (give its path with --kaniko-executor)", err)
+	}
+	if !o.Force {
+		if err := SafeHere(); err != nil {
+			return nil, err
+		}
+	}
+	if o.WorkDir == "" {
+		o.WorkDir = DefaultWorkDir
+	}
+	if err := os.MkdirAll(filepath.Join(o.WorkDir, "imagegen"), 0o700); err != nil {
+		return nil, err
+	}
+	if o.Output == nil {
+		o.Output = io.Discard
+	}
+	// Kaniko deletes /etc/ssl and the Docker config with the rest of the
+	// file system: load the CA roots now (Go caches them) and move the
+	// credentials into Kaniko's folder, for Kaniko and imagegen alike.
+	x509.SystemCertPool()
+	if err := keepDockerConfig(filepath.Join(o.WorkDir, "imagegen", ".docker")); err != nil {
+		return nil, err
+	}
+	return &Builder{o: o}, nil
+}
+
+// ContextDir is where imagegen must put the build context for Kaniko.
+func (b *Builder) ContextDir() string { return filepath.Join(b.o.WorkDir, "imagegen", "context") }
+
+// keepDockerConfig copies the Docker config (DOCKER_CONFIG, ~/.docker, or
+// Kaniko's /kaniko/.docker) into dir and points DOCKER_CONFIG at it.
+func keepDockerConfig(dir string) error {
+	var src []byte
+	for _, d := range []string{os.Getenv("DOCKER_CONFIG"), filepath.Join(os.Getenv("HOME"), ".docker"), "/kaniko/.docker"} {
+		if d == "" {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(d, "config.json")); err == nil {
+			src = b
+			break
+		}
+	}
+	if src == nil {
+		src = []byte("{}")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), src, 0o600); err != nil {
+		return err
+	}
+	return os.Setenv("DOCKER_CONFIG", dir)
+}
+
+// SafeHere says whether Kaniko can run without destroying a host: inside a
+// container (a marker file or a container cgroup) that carries Kaniko's
+// own /kaniko directory. Kaniko unpacks base images over "/".
+func SafeHere() error {
+	inContainer := false
+	for _, f := range []string{"/.dockerenv", "/run/.containerenv"} {
+		if _, err := os.Stat(f); err == nil {
+			inContainer = true
+		}
+	}
+	if b, err := os.ReadFile("/proc/1/cgroup"); err == nil && regexp.MustCompile(`docker|kubepods|containerd|libpod|lxc`).Match(b) {
+		inContainer = true
+	}
+	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" || os.Getenv("container") != "" {
+		inContainer = true
+	}
+	if b, err := os.ReadFile("/proc/1/comm"); err == nil {
+		if c := strings.TrimSpace(string(b)); c != "systemd" && c != "init" {
+			inContainer = true
+		}
+	}
+	if st, err := os.Stat("/kaniko"); !inContainer || err != nil || !st.IsDir() {
+		return errors.New("refusing to run Kaniko here: it overwrites the root file system it runs in, so it only runs in a container made for it (with /kaniko, like the worker image); use --kaniko-force if this really is a throwaway container")
+	}
+	return nil
+}
+
+// kanikoDir is Kaniko's working folder (see DefaultWorkDir).
+func (b *Builder) kanikoDir() string { return b.o.WorkDir }
+
+// privateExecutor copies the executor into Kaniko's folder once: Kaniko
+// copies itself to <kaniko-dir>/executor, so the copy lives beside it.
+func (b *Builder) privateExecutor() (string, error) {
+	dir := filepath.Join(b.o.WorkDir, "imagegen", "bin")
+	dst := filepath.Join(dir, "executor")
+	if st, err := os.Stat(dst); err == nil && st.Mode().IsRegular() {
+		return dst, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	in, err := os.Open(b.o.Executor)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", err
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return dst, os.Rename(dst+".tmp", dst)
+}
+
+// files are the paths one build uses.
+type files struct {
+	dir, dockerfile, digest, nameDigest, tar string
+}
+
+func (b *Builder) files(variant string) files {
+	d := filepath.Join(b.o.WorkDir, "imagegen", "builds", variant)
+	return files{dir: d, dockerfile: filepath.Join(d, "Dockerfile"), digest: filepath.Join(d, "digest"),
+		nameDigest: filepath.Join(d, "image-name-with-digest"), tar: filepath.Join(d, "image.tar")}
+}
+
+// Args is the executor command line for a request (without the executor).
+func (b *Builder) Args(req *build.Request) ([]string, error) {
+	v := req.Variant
+	if len(v.Platforms) != 1 {
+		return nil, fmt.Errorf("kaniko builds one platform per image; variant %s has %s (build it with BuildKit, or --set '%s.platforms=linux/amd64')", v.Name, strings.Join(v.Platforms, ", "), v.Name)
+	}
+	f := b.files(v.Name)
+	args := []string{
+		"--kaniko-dir=" + b.kanikoDir(),
+		"--dockerfile=" + f.dockerfile,
+		"--context=dir://" + req.ContextDir,
+		"--custom-platform=" + v.Platforms[0],
+		"--build-arg=TARGETARCH=" + strings.TrimPrefix(v.Platforms[0], "linux/"),
+		"--digest-file=" + f.digest,
+		"--image-name-with-digest-file=" + f.nameDigest,
+		"--reproducible",
+		"--cleanup",
+	}
+	insecure := map[string]bool{}
+	markInsecure := func(ref string) {
+		if h := registryHost(ref); loopback(h) {
+			insecure[h] = true
+		}
+	}
+	switch {
+	case req.Output.Push && !req.Output.ByDigest:
+		for _, t := range v.Tags {
+			args = append(args, "--destination="+t)
+			markInsecure(t)
+		}
+	default:
+		// Atomic push (imagegen pushes by digest, then tags) and local
+		// output both start from a tarball.
+		args = append(args, "--no-push", "--tar-path="+f.tar, "--destination="+v.Image+":imagegen-build")
+	}
+	if repo := cacheRepo(req.Cache); repo != "" {
+		args = append(args, "--cache=true", "--cache-repo="+repo)
+		markInsecure(repo)
+	}
+	if b.o.Force {
+		args = append(args, "--force")
+	}
+	for _, h := range sortedKeys(insecure) {
+		args = append(args, "--insecure-registry="+h)
+	}
+	return append(args, b.o.ExtraArgs...), nil
+}
+
+// cacheRepo picks Kaniko's one cache repository: it reads and writes the
+// same one. type=registry,ref=X or a bare reference.
+func cacheRepo(c build.Cache) string {
+	for _, ref := range append(append([]string{}, c.To...), c.From...) {
+		if !strings.Contains(ref, "=") {
+			return stripTag(ref)
+		}
+		for _, kv := range strings.Split(ref, ",") {
+			if k, v, _ := strings.Cut(kv, "="); k == "ref" {
+				return stripTag(v)
+			}
+		}
+	}
+	return ""
+}
+
+// stripTag keeps the repository: Kaniko tags cache layers itself.
+func stripTag(ref string) string {
+	if r, err := name.ParseReference(ref); err == nil {
+		return r.Context().Name()
+	}
+	return ref
+}
+
+func registryHost(ref string) string {
+	h, _, _ := strings.Cut(ref, "/")
+	return h
+}
+
+func loopback(hostport string) bool {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		h = hostport
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+var (
+	stepRE   = regexp.MustCompile(`\] (RUN|COPY|ADD) `)
+	cachedRE = regexp.MustCompile(`Using caching version of cmd: |Found cached layer, extracting to filesystem`)
+)
+
+// Build runs the executor for one variant.
+func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v := req.Variant
+	args, err := b.Args(req)
+	if err != nil {
+		return nil, err
+	}
+	f := b.files(v.Name)
+	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, p := range []string{f.digest, f.nameDigest, f.tar} {
+		os.Remove(p)
+	}
+	if err := os.WriteFile(f.dockerfile, req.Dockerfile, 0o644); err != nil {
+		return nil, err
+	}
+	exe, err := b.privateExecutor()
+	if err != nil {
+		return nil, fmt.Errorf("copy the kaniko executor: %w", err)
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = append(os.Environ(), "KANIKO_DIR="+b.kanikoDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start kaniko: %w", err)
+	}
+	steps, cached := 0, 0
+	var last []string
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintf(b.o.Output, "[%s] %s\n", v.Name, line)
+		if stepRE.MatchString(line) {
+			steps++
+		}
+		if cachedRE.MatchString(line) {
+			cached++
+		}
+		last = append(last, line)
+		if len(last) > 5 {
+			last = last[1:]
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("kaniko failed (%v): %s", err, strings.Join(last, " | "))
+	}
+	res := &build.Result{Duration: time.Since(start), Steps: steps, CachedSteps: min(cached, steps)}
+
+	switch {
+	case req.Output.Push && !req.Output.ByDigest:
+		digest, err := ReadDigestFile(f.digest)
+		if err != nil {
+			return nil, err
+		}
+		refs, err := ReadImageNameWithDigest(f.nameDigest)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range refs {
+			if !strings.HasSuffix(r, "@"+digest) {
+				return nil, fmt.Errorf("kaniko's digest files disagree: %s vs %s", r, digest)
+			}
+		}
+		res.Digest = digest
+	default:
+		img, err := tarball.ImageFromPath(f.tar, nil)
+		if err != nil {
+			return nil, fmt.Errorf("read kaniko's image: %w", err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		res.Digest = d.String()
+		if req.Output.Push {
+			if err := pushByDigest(ctx, v.Image, img); err != nil {
+				return nil, err
+			}
+		} else if err := writeLayout(req.Output.OCIDir, img, v.Tags); err != nil {
+			return nil, err
+		}
+		res.OCIDir = req.Output.OCIDir
+		os.Remove(f.tar)
+	}
+	return res, nil
+}
+
+func pushByDigest(ctx context.Context, image string, img v1.Image) error {
+	repo, err := name.NewRepository(image)
+	if err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(repo.Digest(d.String()), img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		return fmt.Errorf("push %s@%s: %w", image, d, err)
+	}
+	return nil
+}
+
+func writeLayout(dir string, img v1.Image, tags []string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return err
+	}
+	ann := map[string]string{}
+	if len(tags) > 0 {
+		ann["org.opencontainers.image.ref.name"] = tags[0]
+	}
+	return p.AppendImage(img, layout.WithAnnotations(ann))
+}
+
+// ReadDigestFile reads --digest-file: one sha256:... digest.
+func ReadDigestFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("kaniko wrote no digest file: %w", err)
+	}
+	d := strings.TrimSpace(string(b))
+	if _, err := v1.NewHash(d); err != nil {
+		return "", fmt.Errorf("digest file %s: %q is not a digest", path, d)
+	}
+	return d, nil
+}
+
+// ReadImageNameWithDigest reads --image-name-with-digest-file: one
+// repo[:tag]@sha256:... line per destination.
+func ReadImageNameWithDigest(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("kaniko wrote no image-name-with-digest file: %w", err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if _, err := name.NewDigest(l); err != nil {
+			return nil, fmt.Errorf("image-name-with-digest file %s: %q: %w", path, l, err)
+		}
+		out = append(out, l)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("image-name-with-digest file %s is empty", path)
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
