@@ -96,7 +96,7 @@ variant "common" {
   runner_packages = RUNNER_PACKAGES
   packages        = PACKAGES
   labels = {
-    "org.opencontainers.image.source" = "https://github.com/runpod-workers/worker-github_runner"
+    "org.opencontainers.image.source"  = "https://github.com/runpod-workers/worker-github_runner"
     "org.opencontainers.image.version" = RELEASE
   }
 }

@@ -25,6 +25,9 @@ var version = "dev"
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "dispatch" {
+		return runDispatch(args[1:], os.Stdout, os.Stderr, os.Getenv)
+	}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: worker [flags]
@@ -32,6 +35,9 @@ func run(args []string) int {
 The RunPod serverless worker of worker-github_runner. On RunPod (RUNPOD_WEBHOOK_GET_JOB set)
 it takes jobs until the platform stops it; each job registers an ephemeral GitHub Actions
 runner that runs one workflow job.
+
+From a GitHub workflow (what the composite action runs):
+  worker dispatch start|stop ...                                start or stop a RunPod runner job
 
 Locally:
   worker --test_input '{"input": {"github_org": "my-org"}}'   run one job, print the result

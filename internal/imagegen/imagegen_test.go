@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -290,5 +292,14 @@ func TestPrintRender1000UnderASecond(t *testing.T) {
 	entries, _ := os.ReadDir(out)
 	if len(entries) != 1002 {
 		t.Fatalf("%d files rendered, want 1002", len(entries))
+	}
+}
+
+// variants.hcl stays in canonical HCL formatting, so machine edits
+// (runner-bump) change only what they mean to.
+func TestVariantsFileIsFormatted(t *testing.T) {
+	src, _ := os.ReadFile(realFile)
+	if got := hclwrite.Format(src); !bytes.Equal(got, src) {
+		t.Error("variants.hcl is not in canonical HCL format (as terraform fmt / hclfmt write it)")
 	}
 }

@@ -138,7 +138,7 @@ Variables come from their defaults, then the environment (NAME=value), then
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newPrintCommand(mf), newListCommand(mf), newRenderCommand(mf), newBuildCommand(mf))
+	root.AddCommand(newPrintCommand(mf), newListCommand(mf), newRenderCommand(mf), newBuildCommand(mf), newRunnerBumpCommand(mf))
 	return root
 }
 

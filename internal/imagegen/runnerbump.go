@@ -1,0 +1,218 @@
+package imagegen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/spf13/cobra"
+	"github.com/zclconf/go-cty/cty"
+)
+
+type bumpFlags struct {
+	apiURL string
+	dryRun bool
+}
+
+func newRunnerBumpCommand(mf *matrixFlags) *cobra.Command {
+	bf := &bumpFlags{}
+	cmd := &cobra.Command{
+		Use:   "runner-bump [VERSION]",
+		Short: "Move variants.hcl to a GitHub Actions runner release (default: the latest)",
+		Long: `runner-bump reads a runner release (the latest, or VERSION) and its SHA-256 sums from
+GitHub's API and rewrites the default of RUNNER_VERSION and RUNNER_SHA256 in the variants
+file in place, keeping comments and layout. Every platform RUNNER_SHA256 lists needs a sum
+in the release; a release that lacks one is refused and nothing is written.
+
+GitHub stops queueing jobs to runners more than 30 days behind its newest release: run this
+(the scheduled runner-bump workflow does) and publish new images.
+GITHUB_TOKEN, when set, authenticates the API calls (higher rate limit).`,
+		Example: `  imagegen runner-bump
+  imagegen runner-bump 2.338.0
+  imagegen runner-bump --dry-run`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(mf.files) != 1 {
+				return usageError("runner-bump rewrites one file: give exactly one -f")
+			}
+			version := ""
+			if len(args) == 1 {
+				version = strings.TrimPrefix(args[0], "v")
+				if !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(version) {
+					return usageError("VERSION %q must look like 2.338.0", args[0])
+				}
+			}
+			return runnerBump(cmd.Context(), cmd.OutOrStdout(), mf.files[0], version, bf)
+		},
+	}
+	cmd.Flags().StringVar(&bf.apiURL, "api-url", "https://api.github.com", "GitHub API base URL")
+	cmd.Flags().BoolVar(&bf.dryRun, "dry-run", false, "show what would change, write nothing")
+	return cmd
+}
+
+// Release is a runner release with its Linux checksums by platform.
+type Release struct {
+	Version string
+	SHA256  map[string]string // linux/amd64 -> sum
+}
+
+var shaMarkerRE = regexp.MustCompile(`<!--\s*BEGIN SHA linux-(x64|arm64|arm)\s*-->\s*([0-9a-f]{64})\s*<!--\s*END SHA linux-(?:x64|arm64|arm)\s*-->`)
+
+// FetchRelease reads a release of actions/runner and the sums in its notes.
+func FetchRelease(ctx context.Context, apiURL, version string) (*Release, error) {
+	path := "/repos/actions/runner/releases/latest"
+	if version != "" {
+		path = "/repos/actions/runner/releases/tags/v" + version
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(apiURL, "/")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	if tok := os.Getenv("GITHUB_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("read the runner release: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode == 404 {
+		return nil, fmt.Errorf("actions/runner has no release v%s", version)
+	}
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("read the runner release: HTTP %d", resp.StatusCode)
+	}
+	var rel struct {
+		TagName string `json:"tag_name"`
+		Body    string `json:"body"`
+	}
+	if err := json.Unmarshal(b, &rel); err != nil {
+		return nil, fmt.Errorf("read the runner release: %w", err)
+	}
+	out := &Release{Version: strings.TrimPrefix(rel.TagName, "v"), SHA256: map[string]string{}}
+	for _, m := range shaMarkerRE.FindAllStringSubmatch(rel.Body, -1) {
+		p := map[string]string{"x64": "linux/amd64", "arm64": "linux/arm64", "arm": "linux/arm/v7"}[m[1]]
+		out.SHA256[p] = m[2]
+	}
+	return out, nil
+}
+
+func runnerBump(ctx context.Context, w io.Writer, file, version string, bf *bumpFlags) error {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	oldVersion, platforms, err := currentRunner(file, src)
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	rel, err := FetchRelease(ctx, bf.apiURL, version)
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	var missing []string
+	sums := map[string]cty.Value{}
+	for _, p := range platforms {
+		if rel.SHA256[p] == "" {
+			missing = append(missing, p)
+			continue
+		}
+		sums[p] = cty.StringVal(rel.SHA256[p])
+	}
+	if len(missing) > 0 {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("runner v%s publishes no SHA-256 for %s, which %s builds: refusing (nothing written)", rel.Version, strings.Join(missing, ", "), file)}
+	}
+	if rel.Version == oldVersion {
+		fmt.Fprintf(w, "%s: runner already at %s\n", file, oldVersion)
+		return nil
+	}
+	f, diags := hclwrite.ParseConfig(src, file, hcl.InitialPos)
+	if diags.HasErrors() {
+		return &ExitError{Code: ExitFailure, Err: diags}
+	}
+	for _, b := range f.Body().Blocks() {
+		if b.Type() != "variable" || len(b.Labels()) != 1 {
+			continue
+		}
+		switch b.Labels()[0] {
+		case "RUNNER_VERSION":
+			b.Body().SetAttributeValue("default", cty.StringVal(rel.Version))
+		case "RUNNER_SHA256":
+			b.Body().SetAttributeValue("default", cty.MapVal(sums))
+		}
+	}
+	out := hclwrite.Format(f.Bytes())
+	for _, p := range platforms {
+		fmt.Fprintf(w, "%s: runner %s -> %s, %s sha256 %s\n", file, oldVersion, rel.Version, p, rel.SHA256[p])
+	}
+	if bf.dryRun {
+		fmt.Fprintln(w, "dry run: nothing written")
+		return nil
+	}
+	if bytes.Equal(out, src) {
+		return nil
+	}
+	if err := writeFileAtomic(file, out); err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	return nil
+}
+
+// currentRunner reads the defaults of RUNNER_VERSION and RUNNER_SHA256
+// (the platforms to keep sums for) without evaluating anything else.
+func currentRunner(file string, src []byte) (string, []string, error) {
+	f, diags := hclsyntax.ParseConfig(src, file, hcl.InitialPos)
+	if diags.HasErrors() {
+		return "", nil, diags
+	}
+	body := f.Body.(*hclsyntax.Body)
+	var version string
+	var platforms []string
+	for _, b := range body.Blocks {
+		if b.Type != "variable" || len(b.Labels) != 1 {
+			continue
+		}
+		attr, ok := b.Body.Attributes["default"]
+		if !ok {
+			continue
+		}
+		switch b.Labels[0] {
+		case "RUNNER_VERSION":
+			v, d := attr.Expr.Value(nil)
+			if d.HasErrors() || v.Type() != cty.String {
+				return "", nil, fmt.Errorf("%s: the default of RUNNER_VERSION must be a plain string to bump it", file)
+			}
+			version = v.AsString()
+		case "RUNNER_SHA256":
+			v, d := attr.Expr.Value(nil)
+			if d.HasErrors() || !(v.Type().IsObjectType() || v.Type().IsMapType()) {
+				return "", nil, fmt.Errorf("%s: the default of RUNNER_SHA256 must be a plain map to bump it", file)
+			}
+			for it := v.ElementIterator(); it.Next(); {
+				k, _ := it.Element()
+				platforms = append(platforms, k.AsString())
+			}
+		}
+	}
+	if version == "" || len(platforms) == 0 {
+		return "", nil, fmt.Errorf("%s: runner-bump needs variable \"RUNNER_VERSION\" and variable \"RUNNER_SHA256\" with defaults (as the project's variants.hcl has)", file)
+	}
+	sort.Strings(platforms)
+	return version, platforms, nil
+}
