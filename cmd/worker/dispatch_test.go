@@ -122,7 +122,7 @@ func TestDispatchStartAndStop(t *testing.T) {
 	if ls := in["labels"].([]any); len(ls) != 2 || ls[0] != out["label"] || ls[1] != "gpu-big" {
 		t.Errorf("labels %v", ls)
 	}
-	if pol := f.bodies[0]["policy"].(map[string]any); pol["executionTimeout"] != float64((3*time.Minute+time.Hour+10*time.Minute).Milliseconds()) {
+	if pol := f.bodies[0]["policy"].(map[string]any); pol["executionTimeout"] != float64((3*time.Minute + time.Hour + 10*time.Minute).Milliseconds()) {
 		t.Errorf("policy %v", pol)
 	}
 	code, _, _, out = dispatchRun(t, f, nil, "stop", "--endpoint", endpoint, "--job-id", "job-b")

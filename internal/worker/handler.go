@@ -144,6 +144,9 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 	if err != nil {
 		return nil, err
 	}
+	if in.SelfTest {
+		return h.selfTest()
+	}
 	redactor := &secret.Redactor{}
 	redactor.Add(in.PAT)
 

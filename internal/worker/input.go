@@ -29,6 +29,8 @@ type Input struct {
 	JobTimeout  time.Duration
 	Mode        string // "jit" or "token"
 	RunnerUser  string // "runner" or "root"
+	// SelfTest checks the image and registers nothing (RunPod Hub tests).
+	SelfTest bool
 }
 
 // Defaults when neither the input nor the environment says.
@@ -49,13 +51,14 @@ type rawInput struct {
 	JobTimeout   json.RawMessage `json:"job_timeout"`
 	Mode         *string         `json:"mode"`
 	RunnerUser   *string         `json:"runner_user"`
+	SelfTest     bool            `json:"selftest"`
 }
 
 // Fields lists the input fields and their environment variables.
 var Fields = [][2]string{
 	{"github_pat", "GITHUB_PAT"}, {"github_org", "GITHUB_ORG"}, {"labels", "RUNNER_LABELS"},
 	{"runner_group", "RUNNER_GROUP"}, {"github_api_url", "GITHUB_API_URL"}, {"idle_timeout", "RUNNER_IDLE_TIMEOUT"},
-	{"job_timeout", "RUNNER_JOB_TIMEOUT"}, {"mode", "RUNNER_MODE"}, {"runner_user", "RUNNER_USER"},
+	{"job_timeout", "RUNNER_JOB_TIMEOUT"}, {"mode", "RUNNER_MODE"}, {"runner_user", "RUNNER_USER"}, {"selftest", ""},
 }
 
 var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
@@ -76,6 +79,9 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 			names = append(names, f[0])
 		}
 		return nil, fmt.Errorf("invalid input: %v (known fields: %s)", cleanJSONError(err), strings.Join(names, ", "))
+	}
+	if in.SelfTest {
+		return &Input{SelfTest: true}, nil
 	}
 	var errs []string
 	str := func(v *string, env string) string {

@@ -501,3 +501,19 @@ func TestEndToEndThroughRunPod(t *testing.T) {
 		}
 	}
 }
+
+func TestSelfTest(t *testing.T) {
+	e := newEnv(t, nil)
+	out, err := e.handler.Handle(context.Background(), &runpod.Job{ID: "s", Input: []byte(`{"selftest": true}`)}, &recorder{})
+	st, _ := out.(*SelfTest)
+	if st == nil || st.RunnerRoot != e.root || st.Flavour != "gpu" {
+		t.Fatalf("%v %+v", err, out)
+	}
+	// A GPU flavour without a GPU is a failed selftest on this machine.
+	if _, gpu := os.Stat("/dev/nvidia0"); gpu != nil && (err == nil || !strings.Contains(err.Error(), "no GPU is visible")) {
+		t.Errorf("err = %v", err)
+	}
+	if n := len(e.gh.Requests()); n != 0 {
+		t.Errorf("selftest called GitHub %d times", n)
+	}
+}

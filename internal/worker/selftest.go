@@ -1,0 +1,62 @@
+package worker
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/runpod-workers/worker-github_runner/internal/runner"
+)
+
+// SelfTest is the answer to {"selftest": true}: what the image holds,
+// checked without touching GitHub (RunPod Hub tests, endpoint smoke tests).
+type SelfTest struct {
+	OK             bool     `json:"ok"`
+	Problems       []string `json:"problems"`
+	Flavour        string   `json:"flavour"`
+	CUDA           string   `json:"cuda,omitempty"`
+	RunnerRoot     string   `json:"runner_root"`
+	RunnerAccount  string   `json:"runner_account"`
+	Kaniko         bool     `json:"kaniko"`
+	GPUVisible     bool     `json:"gpu_visible"`
+	GitHubPATIsSet bool     `json:"github_pat_set"`
+	Labels         []string `json:"labels"`
+}
+
+func (h *Handler) selfTest() (any, error) {
+	root := h.RunnerRoot
+	if root == "" {
+		root = runner.DefaultRoot
+	}
+	account := h.RunnerAccount
+	if account == "" {
+		account = runner.DefaultUser
+	}
+	st := &SelfTest{Flavour: h.getenv("WORKER_FLAVOUR"), CUDA: h.getenv("WORKER_CUDA_VERSION"), RunnerRoot: root, RunnerAccount: account,
+		GitHubPATIsSet: h.getenv("GITHUB_PAT") != "", Labels: h.Labels(nil), Problems: []string{}}
+	if fi, err := os.Stat(filepath.Join(root, "bin", "Runner.Listener")); err != nil || fi.Mode()&0o111 == 0 {
+		st.Problems = append(st.Problems, "the runner is not installed at "+root)
+	}
+	if _, err := user.Lookup(account); err != nil {
+		st.Problems = append(st.Problems, "the unprivileged runner account "+account+" does not exist")
+	}
+	if _, err := os.Stat("/kaniko/executor"); err == nil {
+		st.Kaniko = true
+	}
+	if _, err := os.Stat("/dev/nvidia0"); err == nil {
+		st.GPUVisible = true
+	} else if _, err := exec.LookPath("nvidia-smi"); err == nil {
+		st.GPUVisible = exec.Command("nvidia-smi", "-L").Run() == nil
+	}
+	if st.Flavour == "gpu" && !st.GPUVisible {
+		st.Problems = append(st.Problems, "a GPU image, but no GPU is visible")
+	}
+	st.OK = len(st.Problems) == 0
+	if !st.OK {
+		return st, errors.New("selftest failed: " + strings.Join(st.Problems, "; "))
+	}
+	return st, nil
+}
