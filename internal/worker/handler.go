@@ -164,10 +164,7 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 		Labels:     h.Labels(in.Labels),
 		Mode:       in.Mode,
 	}
-	root := h.RunnerRoot
-	if root == "" {
-		root = runner.DefaultRoot
-	}
+	root := h.runnerRoot()
 	fail := func(err error) (any, error) {
 		res.TotalSeconds = time.Since(start).Seconds()
 		return nil, &JobError{Err: errors.New(redactor.Redact(err.Error())), Result: res}
@@ -256,6 +253,18 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 		return fail(fmt.Errorf("the runner exited (code %d) without running a job", rr.ExitCode))
 	}
 	return res, nil
+}
+
+// runnerRoot is RunnerRoot, else RUNNER_ROOT (the image sets it), else
+// /actions-runner.
+func (h *Handler) runnerRoot() string {
+	if h.RunnerRoot != "" {
+		return h.RunnerRoot
+	}
+	if r := h.getenv("RUNNER_ROOT"); r != "" {
+		return r
+	}
+	return runner.DefaultRoot
 }
 
 func (h *Handler) environ() []string {

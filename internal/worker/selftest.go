@@ -27,10 +27,7 @@ type SelfTest struct {
 }
 
 func (h *Handler) selfTest() (any, error) {
-	root := h.RunnerRoot
-	if root == "" {
-		root = runner.DefaultRoot
-	}
+	root := h.runnerRoot()
 	account := h.RunnerAccount
 	if account == "" {
 		account = runner.DefaultUser
