@@ -44,6 +44,7 @@ Environment: RUNPOD_API_KEY (required), GITHUB_PAT (else the endpoint's own), GI
 	label := fs.String("label", "", "the unique label (default: runpod-<run id>-<attempt>-<random>)")
 	group := fs.String("runner-group", "", "runner group name")
 	ghAPI := fs.String("github-api-url", "", "GitHub Enterprise Server API URL")
+	runnerUser := fs.String("runner-user", "", "runner (default) or root: jobs run as root, and can read the worker's secrets")
 	idle := fs.Duration("idle-timeout", 5*time.Minute, "give up when no workflow job arrives in this time")
 	job := fs.Duration("job-timeout", 6*time.Hour, "stop a workflow job that runs longer")
 	ttl := fs.Duration("ttl", 0, "how long the RunPod job may wait in the queue (0: RunPod's default)")
@@ -71,7 +72,7 @@ Environment: RUNPOD_API_KEY (required), GITHUB_PAT (else the endpoint's own), GI
 			}
 		}
 		j, err := c.Start(ctx, dispatch.StartOptions{Scope: *org, PAT: secret.New(getenv("GITHUB_PAT")), Labels: all,
-			RunnerGroup: *group, APIURL: *ghAPI, IdleTimeout: *idle, JobTimeout: *job, TTL: *ttl})
+			RunnerGroup: *group, APIURL: *ghAPI, RunnerUser: *runnerUser, IdleTimeout: *idle, JobTimeout: *job, TTL: *ttl})
 		if err != nil {
 			fmt.Fprintln(stderr, "dispatch start:", err)
 			return 1

@@ -111,12 +111,12 @@ func dispatchRun(t *testing.T, f *fakeEndpointAPI, env map[string]string, args .
 
 func TestDispatchStartAndStop(t *testing.T) {
 	f := newFakeAPI(t)
-	code, _, stderr, out := dispatchRun(t, f, nil, "start", "--endpoint", endpoint, "--github-org", "octo/repo", "--labels", "gpu-big", "--idle-timeout", "3m", "--job-timeout", "1h")
+	code, _, stderr, out := dispatchRun(t, f, nil, "start", "--endpoint", endpoint, "--github-org", "octo/repo", "--labels", "gpu-big", "--idle-timeout", "3m", "--job-timeout", "1h", "--runner-user", "root")
 	if code != 0 || out["job-id"] != "job-b" || !strings.HasPrefix(out["label"], "runpod-987-2-") {
 		t.Fatalf("exit %d outputs %v\n%s", code, out, stderr)
 	}
 	in := f.bodies[0]["input"].(map[string]any)
-	if in["github_org"] != "octo/repo" || in["github_pat"] != ghPAT || in["idle_timeout"] != 180.0 || in["job_timeout"] != 3600.0 {
+	if in["github_org"] != "octo/repo" || in["github_pat"] != ghPAT || in["idle_timeout"] != 180.0 || in["job_timeout"] != 3600.0 || in["runner_user"] != "root" {
 		t.Errorf("input %v", in)
 	}
 	if ls := in["labels"].([]any); len(ls) != 2 || ls[0] != out["label"] || ls[1] != "gpu-big" {

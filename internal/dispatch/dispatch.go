@@ -56,6 +56,7 @@ type StartOptions struct {
 	Labels      []string
 	RunnerGroup string
 	APIURL      string // GitHub Enterprise Server API, if any
+	RunnerUser  string // "runner" (default) or "root"
 	IdleTimeout time.Duration
 	JobTimeout  time.Duration
 	// ExecutionTimeout bounds the RunPod job (policy.executionTimeout);
@@ -113,6 +114,9 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (*Job, error) {
 	}
 	if o.APIURL != "" {
 		input["github_api_url"] = o.APIURL
+	}
+	if o.RunnerUser != "" {
+		input["runner_user"] = o.RunnerUser
 	}
 	if o.IdleTimeout > 0 {
 		input["idle_timeout"] = o.IdleTimeout.Seconds()
