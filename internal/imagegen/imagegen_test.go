@@ -2,7 +2,6 @@ package imagegen
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,9 +11,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclwrite"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/runpod-workers/worker-github_runner/internal/golden"
+)
 
 const realFile = "../../variants.hcl"
 
@@ -37,23 +36,6 @@ func run(args ...string) (code int, stdout, stderr string) {
 	return code, o.String(), e.String()
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden (go test ./internal/imagegen -update to accept):\n%s", name, got)
-	}
-}
-
 func TestPrintGolden(t *testing.T) {
 	for _, tc := range []struct{ name, release string }{{"print-dev", "dev"}, {"print-release", "v1.0.0"}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +43,7 @@ func TestPrintGolden(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
-			golden(t, tc.name+".json", []byte(out))
+			golden.Check(t, tc.name+".json", []byte(out))
 		})
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/runpod-workers/worker-github_runner/internal/golden"
 )
 
 const (
@@ -75,7 +77,7 @@ func TestRunnerBumpGoldenDiff(t *testing.T) {
 		t.Errorf("stdout: %s", out)
 	}
 	got, _ := os.ReadFile(file)
-	golden(t, "runner-bump.diff", []byte(diffLines(string(orig), string(got))))
+	golden.Check(t, "runner-bump.diff", []byte(diffLines(string(orig), string(got))))
 	// The result still resolves, with the new runner.
 	code, printed, errOut := run("-f", file, "print", "cpu")
 	if code != 0 || !strings.Contains(printed, `"version": "2.331.0"`) || !strings.Contains(printed, sum331x64) {

@@ -6,7 +6,9 @@ package registry
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -77,6 +79,21 @@ func (c *Client) Tag(ctx context.Context, image, digest string, tags []string) e
 		}
 	}
 	return nil
+}
+
+// IsLoopback says whether a reference's registry (host[:port] before the
+// first '/') is on loopback: localhost, 127.0.0.0/8 or ::1.
+func IsLoopback(ref string) bool {
+	host, _, _ := strings.Cut(ref, "/")
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = strings.Trim(host, "[]")
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Resolve returns the digest a reference points at.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/runpod-workers/worker-github_runner/internal/build/workerbin"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 	"github.com/runpod-workers/worker-github_runner/templates"
 )
@@ -35,9 +36,7 @@ type Plan struct {
 func FileName(v *variants.Variant) string { return v.Name + ".Dockerfile" }
 
 // WorkerBinary is the build-context name of the worker for a platform.
-func WorkerBinary(platform string) string {
-	return "worker-" + strings.ReplaceAll(platform, "/", "-")
-}
+func WorkerBinary(platform string) string { return workerbin.FileName(platform) }
 
 type label struct{ Key, Value string }
 

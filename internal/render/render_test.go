@@ -3,16 +3,12 @@ package render
 import (
 	"bytes"
 	"context"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/runpod-workers/worker-github_runner/internal/golden"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func noEnv(string) (string, bool) { return "", false }
 
@@ -30,23 +26,6 @@ func realMatrix(t testing.TB, opts variants.Options) *variants.Matrix {
 	return m
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file (go test ./internal/render -update to accept):\n%s", name, got)
-	}
-}
-
 func TestGoldenDockerfiles(t *testing.T) {
 	m := realMatrix(t, variants.Options{})
 	for _, v := range m.Variants {
@@ -54,7 +33,7 @@ func TestGoldenDockerfiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden(t, v.Name+".Dockerfile", plan.Dockerfile)
+		golden.Check(t, v.Name+".Dockerfile", plan.Dockerfile)
 		if want := map[string]string{"linux/amd64": "worker-linux-amd64"}; plan.WorkerBinaries["linux/amd64"] != want["linux/amd64"] {
 			t.Errorf("worker binaries = %v", plan.WorkerBinaries)
 		}

@@ -230,20 +230,24 @@ func (u localUpdater) Stream(v any) {
 	u.j.stream = append(u.j.stream, v)
 }
 
-func (s *APIServer) lookup(r *http.Request) *localJob {
+// lookup finds the request's job, answering 404 when there is none.
+func (s *APIServer) lookup(w http.ResponseWriter, r *http.Request) *localJob {
 	id, _ := r.Context().Value(idKey{}).(string)
 	if id == "" {
 		id = r.PathValue("id")
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.jobs[id]
+	j := s.jobs[id]
+	s.mu.Unlock()
+	if j == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
+	}
+	return j
 }
 
 func (s *APIServer) status(w http.ResponseWriter, r *http.Request) {
-	j := s.lookup(r)
+	j := s.lookup(w, r)
 	if j == nil {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
 		return
 	}
 	s.mu.Lock()
@@ -265,9 +269,8 @@ func (s *APIServer) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *APIServer) streamStatus(w http.ResponseWriter, r *http.Request) {
-	j := s.lookup(r)
+	j := s.lookup(w, r)
 	if j == nil {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
 		return
 	}
 	s.mu.Lock()
@@ -281,9 +284,8 @@ func (s *APIServer) streamStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *APIServer) cancel(w http.ResponseWriter, r *http.Request) {
-	j := s.lookup(r)
+	j := s.lookup(w, r)
 	if j == nil {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
 		return
 	}
 	s.mu.Lock()

@@ -5,7 +5,6 @@ package buildkit
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,6 +23,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
+	"github.com/runpod-workers/worker-github_runner/internal/registry"
 )
 
 // DefaultSocket is buildkitd's default address when run as root.
@@ -254,18 +254,7 @@ func cacheEntry(ref string, export bool) client.CacheOptionsEntry {
 
 // insecure says whether a reference's registry is on loopback, where plain
 // HTTP is the norm (as go-containerregistry and BuildKit assume for pulls).
-func insecure(ref string) bool {
-	host, _, _ := strings.Cut(ref, "/")
-	h, _, err := net.SplitHostPort(host)
-	if err != nil {
-		h = host
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
+func insecure(ref string) bool { return registry.IsLoopback(ref) }
 
 // cleanError drops gRPC's framing from BuildKit errors.
 func cleanError(err error) string {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
+	"github.com/runpod-workers/worker-github_runner/internal/registry"
 )
 
 // DefaultExecutor is where the Kaniko image (and ours) keeps the executor.
@@ -217,7 +217,8 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 	}
 	insecure := map[string]bool{}
 	markInsecure := func(ref string) {
-		if h := registryHost(ref); loopback(h) {
+		if registry.IsLoopback(ref) {
+			h, _, _ := strings.Cut(ref, "/")
 			insecure[h] = true
 		}
 	}
@@ -267,23 +268,6 @@ func stripTag(ref string) string {
 		return r.Context().Name()
 	}
 	return ref
-}
-
-func registryHost(ref string) string {
-	h, _, _ := strings.Cut(ref, "/")
-	return h
-}
-
-func loopback(hostport string) bool {
-	h, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		h = hostport
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 var (

@@ -3,18 +3,16 @@ package kaniko
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
+	"github.com/runpod-workers/worker-github_runner/internal/golden"
 	"github.com/runpod-workers/worker-github_runner/internal/render"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func matrix(t *testing.T, vars ...string) *variants.Matrix {
 	t.Helper()
@@ -49,17 +47,7 @@ func TestArgsGolden(t *testing.T) {
 			}
 		}
 	}
-	p := filepath.Join("testdata", "args.golden")
-	if *update {
-		os.WriteFile(p, out.Bytes(), 0o644)
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(out.Bytes(), want) {
-		t.Errorf("args differ from golden (go test ./internal/build/kaniko -update):\n%s", out.String())
-	}
+	golden.Check(t, "args", out.Bytes())
 }
 
 func TestArgsRefuseMultiPlatform(t *testing.T) {
