@@ -149,8 +149,16 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 	}
 	redactor := &secret.Redactor{}
 	redactor.Add(in.PAT)
+	token := in.PAT
+	if token.Empty() && in.App != nil {
+		// A short-lived installation token instead of a personal PAT.
+		if token, err = github.InstallationToken(ctx, in.APIURL, *in.App, h.HTTP); err != nil {
+			return nil, err
+		}
+		redactor.Add(token)
+	}
 
-	gh, err := github.NewClient(in.Scope, github.Options{APIURL: in.APIURL, Token: in.PAT, HTTP: h.HTTP})
+	gh, err := github.NewClient(in.Scope, github.Options{APIURL: in.APIURL, Token: token, HTTP: h.HTTP})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 // Input is a job's input after defaults from the environment.
 type Input struct {
 	PAT         secret.Value
+	App         *github.App // instead of a PAT
 	Scope       github.Scope
 	Labels      []string
 	RunnerGroup string
@@ -52,6 +53,9 @@ type rawInput struct {
 	Mode         *string         `json:"mode"`
 	RunnerUser   *string         `json:"runner_user"`
 	SelfTest     bool            `json:"selftest"`
+	AppID        json.RawMessage `json:"github_app_id"`
+	AppInstall   json.RawMessage `json:"github_app_installation_id"`
+	AppKey       *string         `json:"github_app_private_key"`
 }
 
 // Fields lists the input fields and their environment variables.
@@ -59,6 +63,7 @@ var Fields = [][2]string{
 	{"github_pat", "GITHUB_PAT"}, {"github_org", "GITHUB_ORG"}, {"labels", "RUNNER_LABELS"},
 	{"runner_group", "RUNNER_GROUP"}, {"github_api_url", "GITHUB_API_URL"}, {"idle_timeout", "RUNNER_IDLE_TIMEOUT"},
 	{"job_timeout", "RUNNER_JOB_TIMEOUT"}, {"mode", "RUNNER_MODE"}, {"runner_user", "RUNNER_USER"}, {"selftest", ""},
+	{"github_app_id", "GITHUB_APP_ID"}, {"github_app_installation_id", "GITHUB_APP_INSTALLATION_ID"}, {"github_app_private_key", "GITHUB_APP_PRIVATE_KEY"},
 }
 
 var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
@@ -97,8 +102,13 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 		Mode:        strings.ToLower(str(in.Mode, "RUNNER_MODE")),
 		RunnerUser:  str(in.RunnerUser, "RUNNER_USER"),
 	}
-	if out.PAT.Empty() {
-		errs = append(errs, "github_pat is missing: give it in the input or set GITHUB_PAT on the endpoint")
+	app, err := parseApp(in, getenv)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	out.App = app
+	if out.PAT.Empty() && app == nil {
+		errs = append(errs, "github_pat is missing: give it in the input or set GITHUB_PAT on the endpoint (or GitHub App credentials: github_app_id, github_app_installation_id, github_app_private_key)")
 	} else if strings.ContainsAny(out.PAT.Reveal(), " \t\r\n") {
 		errs = append(errs, "github_pat contains white space")
 	}
@@ -139,6 +149,45 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 		return nil, errors.New("invalid input: " + strings.Join(errs, "; "))
 	}
 	return out, nil
+}
+
+// parseApp reads GitHub App credentials; all three or none.
+func parseApp(in rawInput, getenv func(string) string) (*github.App, error) {
+	num := func(raw json.RawMessage, env string) (string, error) {
+		if len(raw) > 0 && string(raw) != "null" {
+			var n json.Number
+			if err := json.Unmarshal(raw, &n); err != nil {
+				var s string
+				if err := json.Unmarshal(raw, &s); err != nil {
+					return "", errors.New("must be a number")
+				}
+				return strings.TrimSpace(s), nil
+			}
+			return n.String(), nil
+		}
+		return strings.TrimSpace(getenv(env)), nil
+	}
+	id, err1 := num(in.AppID, "GITHUB_APP_ID")
+	inst, err2 := num(in.AppInstall, "GITHUB_APP_INSTALLATION_ID")
+	key := getenv("GITHUB_APP_PRIVATE_KEY")
+	if in.AppKey != nil {
+		key = *in.AppKey
+	}
+	if err1 != nil || err2 != nil {
+		return nil, errors.New("github_app_id and github_app_installation_id must be numbers")
+	}
+	if id == "" && inst == "" && key == "" {
+		return nil, nil
+	}
+	if id == "" || inst == "" || key == "" {
+		return nil, errors.New("GitHub App credentials need all of github_app_id, github_app_installation_id and github_app_private_key")
+	}
+	a, errA := strconv.ParseInt(id, 10, 64)
+	b, errB := strconv.ParseInt(inst, 10, 64)
+	if errA != nil || errB != nil || a <= 0 || b <= 0 {
+		return nil, errors.New("github_app_id and github_app_installation_id must be positive numbers")
+	}
+	return &github.App{ID: a, InstallationID: b, PrivateKey: secret.New(key)}, nil
 }
 
 func cleanJSONError(err error) string {

@@ -2,6 +2,10 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -515,5 +519,46 @@ func TestSelfTest(t *testing.T) {
 	}
 	if n := len(e.gh.Requests()); n != 0 {
 		t.Errorf("selftest called GitHub %d times", n)
+	}
+}
+
+// A GitHub App installation instead of a PAT: the worker mints a
+// short-lived token with the app's key and never needs a personal token.
+func TestGitHubAppCredentials(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	e := newEnv(t, nil)
+	e.gh.AppKey, e.gh.AppID = &key.PublicKey, "4242"
+	in := map[string]any{"github_org": "my-org", "github_pat": "", "github_app_id": 4242, "github_app_installation_id": "77", "github_app_private_key": pemKey}
+	res, err, rec := e.run(t, context.Background(), in)
+	if err != nil || !res.JobRan {
+		t.Fatalf("%v %+v\n%s", err, res, e.logs.String())
+	}
+	var sawApp bool
+	for _, r := range e.gh.Requests() {
+		if strings.HasSuffix(r.Path, "/app/installations/77/access_tokens") {
+			sawApp = true
+		}
+		if strings.Contains(r.Path, "generate-jitconfig") && !strings.HasPrefix(r.Auth, "Bearer ghs_") {
+			t.Errorf("registered with %q, not the installation token", r.Auth[:12])
+		}
+	}
+	if !sawApp {
+		t.Error("no installation token was minted")
+	}
+	e.assertClean(t, rec, "PRIVATE KEY", pemKey[40:80])
+
+	// A wrong key is refused with a clear message.
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	in["github_app_private_key"] = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(other)}))
+	if _, err, _ := e.run(t, context.Background(), in); err == nil || !strings.Contains(err.Error(), "app id or private key was rejected") {
+		t.Errorf("wrong key: %v", err)
+	}
+	// Incomplete credentials are an input error.
+	if _, err, _ := e.run(t, context.Background(), map[string]any{"github_org": "o", "github_pat": "", "github_app_id": 1}); err == nil || !strings.Contains(err.Error(), "need all of") {
+		t.Errorf("incomplete app credentials: %v", err)
 	}
 }

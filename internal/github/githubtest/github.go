@@ -12,6 +12,7 @@
 package githubtest
 
 import (
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/github"
 )
 
 // Runner is a registered runner.
@@ -78,6 +81,10 @@ type GitHub struct {
 	issued   []string // JIT configs and registration tokens handed out
 	requests []Request
 	groups   map[string]int64
+	// AppKey, when set, makes POST /app/installations/{id}/access_tokens
+	// mint tokens for JWTs signed by this key for app AppID.
+	AppKey *rsa.PublicKey
+	AppID  string
 }
 
 // New starts a fake GitHub that accepts token.
@@ -186,6 +193,10 @@ func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	g.mu.Unlock()
 
+	if r.Method == "POST" && strings.HasPrefix(path, "/app/installations/") && strings.HasSuffix(path, "/access_tokens") {
+		g.appToken(w, r)
+		return
+	}
 	if strings.HasPrefix(path, "/_fake/") {
 		g.fake(w, r, strings.Split(strings.Trim(path, "/"), "/")[1:], body)
 		return
@@ -279,6 +290,24 @@ func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		ghError(w, 404, "Not Found")
 	}
+}
+
+func (g *GitHub) appToken(w http.ResponseWriter, r *http.Request) {
+	if g.AppKey == nil {
+		ghError(w, 404, "Not Found")
+		return
+	}
+	iss, err := github.VerifyAppJWT(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), g.AppKey, time.Now())
+	if err != nil || iss != g.AppID {
+		ghError(w, 401, "A JSON web token could not be decoded")
+		return
+	}
+	tok := fmt.Sprintf("ghs_INSTALLATION%d", time.Now().UnixNano())
+	g.mu.Lock()
+	g.Tokens[tok] = true
+	g.issued = append(g.issued, tok)
+	g.mu.Unlock()
+	writeJSON(w, 201, map[string]any{"token": tok, "expires_at": time.Now().Add(time.Hour).Format(time.RFC3339)})
 }
 
 // encodeJIT builds a config shaped like GitHub's: base64 of a JSON map from
