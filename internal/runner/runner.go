@@ -21,7 +21,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -191,25 +190,29 @@ func runOnce(ctx context.Context, cfg *Config, cred *syscall.Credential, home st
 		cmd.Env = append(cmd.Env, "ACTIONS_RUNNER_INPUT_JITCONFIG="+cfg.JIT.Reveal())
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return -1, err
-	}
-	cmd.Stderr = cmd.Stdout
+	// Output goes through a pipe of ours, and Wait gives up on it 5 s after
+	// the listener exits: a daemon a workflow step left behind (setsid, so
+	// out of the listener's process group) may hold the output open forever.
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("start runner: %w", err)
 	}
 	cfg.Log.Info("runner started", "pid", cmd.Process.Pid, "user", cfg.User)
 
 	events := make(chan string, 16)
-	var wg sync.WaitGroup
-	wg.Add(1)
+	linesDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		readLines(stdout, cfg, events)
+		defer close(linesDone)
+		readLines(pr, cfg, events)
 	}()
 	exited := make(chan error, 1)
-	go func() { wg.Wait(); exited <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		exited <- err
+	}()
 
 	var idle, jobT <-chan time.Time
 	if cfg.IdleTimeout > 0 && !res.JobStarted {
@@ -219,6 +222,12 @@ func runOnce(ctx context.Context, cfg *Config, cred *syscall.Credential, home st
 	}
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
+	var jobTimer *time.Timer
+	defer func() {
+		if jobTimer != nil {
+			jobTimer.Stop()
+		}
+	}()
 	jobStarted := func(name string) {
 		if res.JobStarted {
 			return
@@ -227,8 +236,8 @@ func runOnce(ctx context.Context, cfg *Config, cred *syscall.Credential, home st
 		idle = nil
 		cfg.Log.Info("job started", "job", name)
 		if cfg.JobTimeout > 0 {
-			t := time.NewTimer(cfg.JobTimeout)
-			jobT = t.C
+			jobTimer = time.NewTimer(cfg.JobTimeout)
+			jobT = jobTimer.C
 		}
 	}
 	stopping := false
@@ -241,13 +250,39 @@ func runOnce(ctx context.Context, cfg *Config, cred *syscall.Credential, home st
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		time.AfterFunc(cfg.StopGrace, func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	}
+	handle := func(ev string) {
+		if name, ok := strings.CutPrefix(ev, "start:"); ok {
+			jobStarted(name)
+		} else if rest, ok := strings.CutPrefix(ev, "done:"); ok {
+			name, result, _ := strings.Cut(rest, "\x00")
+			jobStarted(name)
+			res.JobCompleted, res.JobResult = true, result
+			cfg.Log.Info("job completed", "job", name, "result", result)
+		}
+	}
 	ctxDone := ctx.Done()
 	for {
 		select {
 		case err := <-exited:
-			// Reap anything the listener left in its group.
+			// Reap anything the listener left in its group, then take the
+			// output's last lines (the pipe is closed, so this ends).
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			for drained := false; !drained; {
+				select {
+				case ev := <-events:
+					handle(ev)
+				case <-linesDone:
+					for len(events) > 0 {
+						handle(<-events)
+					}
+					drained = true
+				}
+			}
 			hooks.check(jobStarted, res)
+			if errors.Is(err, exec.ErrWaitDelay) {
+				cfg.Log.Warn("a process the job started still holds the runner's output; not waiting for it")
+				err = nil
+			}
 			code := 0
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
@@ -261,14 +296,7 @@ func runOnce(ctx context.Context, cfg *Config, cred *syscall.Credential, home st
 			cfg.Log.Info("runner exited", "exit_code", code)
 			return code, nil
 		case ev := <-events:
-			if name, ok := strings.CutPrefix(ev, "start:"); ok {
-				jobStarted(name)
-			} else if rest, ok := strings.CutPrefix(ev, "done:"); ok {
-				name, result, _ := strings.Cut(rest, "\x00")
-				jobStarted(name)
-				res.JobCompleted, res.JobResult = true, result
-				cfg.Log.Info("job completed", "job", name, "result", result)
-			}
+			handle(ev)
 		case <-poll.C:
 			hooks.check(jobStarted, res)
 		case <-idle:

@@ -562,3 +562,22 @@ func TestGitHubAppCredentials(t *testing.T) {
 		t.Errorf("incomplete app credentials: %v", err)
 	}
 }
+
+// A workflow step that leaves a daemon (in a session of its own) holding
+// the runner's output must not keep the worker from finishing the job.
+func TestDaemonLeftByTheJob(t *testing.T) {
+	t.Cleanup(func() { exec.Command("pkill", "-f", "sleep 137").Run() })
+	e := newEnv(t, map[string]any{"daemon": true})
+	start := time.Now()
+	res, err, rec := e.run(t, context.Background(), map[string]any{"github_org": "my-org"})
+	if err != nil || !res.JobRan || res.JobResult != "Succeeded" {
+		t.Fatalf("%v %+v\n%s", err, res, e.logs.String())
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the job took %v: the worker waited for the daemon", d)
+	}
+	if !strings.Contains(e.logs.String(), "still holds the runner's output") {
+		t.Errorf("the daemon went unnoticed:\n%s", e.logs.String())
+	}
+	e.assertClean(t, rec)
+}

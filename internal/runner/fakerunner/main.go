@@ -9,7 +9,7 @@
 //
 //	{"mode": "job" | "idle" | "crash" | "exit", "exit": N, "job_seconds": 0.2,
 //	 "result": "Succeeded", "dump": "/path/dump.json", "update_exits": 1,
-//	 "echo_secret": true}
+//	 "echo_secret": true, "daemon": true}
 package main
 
 import (
@@ -36,6 +36,9 @@ type behaviour struct {
 	Dump        string  `json:"dump"`
 	UpdateExits int     `json:"update_exits"`
 	EchoSecret  bool    `json:"echo_secret"`
+	// Daemon leaves `sleep 137` behind in a session of its own, holding
+	// the output, as a workflow step that starts a server can.
+	Daemon bool `json:"daemon"`
 }
 
 type runnerFile struct {
@@ -204,6 +207,12 @@ func run(root string) {
 	case <-time.After(time.Duration(b.JobSeconds * float64(time.Second))):
 	case <-term:
 		result = "Canceled"
+	}
+	if b.Daemon {
+		d := exec.Command("sleep", "137")
+		d.Stdout, d.Stderr = os.Stdout, os.Stderr
+		d.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		d.Start()
 	}
 	hook("ACTIONS_RUNNER_HOOK_JOB_COMPLETED")
 	fmt.Printf("%s: Job test-job completed with result: %s\n", ts(), result)
