@@ -37,7 +37,10 @@ type Client struct {
 	Backoff  time.Duration
 }
 
-var endpointRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var (
+	endpointRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	notAlnumRE = regexp.MustCompile(`[^A-Za-z0-9]`)
+)
 
 func (c *Client) check() error {
 	if !endpointRE.MatchString(c.Endpoint) {
@@ -90,7 +93,7 @@ func UniqueLabel(runID, attempt string) string {
 	rand.Read(b)
 	parts := []string{"runpod"}
 	for _, p := range []string{runID, attempt} {
-		if p = regexp.MustCompile(`[^A-Za-z0-9]`).ReplaceAllString(p, ""); p != "" {
+		if p = notAlnumRE.ReplaceAllString(p, ""); p != "" {
 			parts = append(parts, p)
 		}
 	}

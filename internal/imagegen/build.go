@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -174,7 +175,7 @@ func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
-	if err := prepareWorker(ctx, stderr, bf, ctxDir, sortedKeys(platforms)); err != nil {
+	if err := prepareWorker(ctx, stderr, bf, ctxDir, slices.Sorted(maps.Keys(platforms))); err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	for _, r := range reqs {
@@ -308,7 +309,7 @@ func printSummary(w io.Writer, results []*build.Result, runErr error) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fs\t%d/%d\n", r.Variant, shortDigest(r.Digest), tags, r.Seconds, r.CachedSteps, r.Steps)
 	}
-	for _, name := range sortedKeys(failed) {
+	for _, name := range slices.Sorted(maps.Keys(failed)) {
 		if me != nil && me.Tagging {
 			continue
 		}
@@ -341,13 +342,4 @@ func writeMetadata(path string, results []*build.Result) error {
 		return err
 	}
 	return writeFileAtomic(path, append(b, '\n'))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -10,7 +10,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
@@ -67,13 +66,7 @@ func (f *matrixFlags) load(stderr io.Writer) (*variants.Matrix, error) {
 		variants.WriteDiagnostics(stderr, files, diags)
 	}
 	if diags.HasErrors() {
-		n := 0
-		for _, d := range diags {
-			if d.Severity == hcl.DiagError {
-				n++
-			}
-		}
-		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s: %d error(s); nothing was done", strings.Join(f.files, ", "), n)}
+		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s: %d error(s); nothing was done", strings.Join(f.files, ", "), len(diags.Errs()))}
 	}
 	return m, nil
 }

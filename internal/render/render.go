@@ -6,8 +6,9 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -54,7 +55,7 @@ type data struct {
 // Variant renders one variant.
 func Variant(v *variants.Variant) (*Plan, error) {
 	d := data{V: v, SourceFile: sourceFile(v.Source)}
-	d.Packages = unique(append(append(append([]string{}, TemplatePackages...), v.RunnerPackages...), v.Packages...))
+	d.Packages = slices.Compact(slices.Sorted(slices.Values(slices.Concat(TemplatePackages, v.RunnerPackages, v.Packages))))
 	plan := &Plan{WorkerBinaries: map[string]string{}}
 	for _, p := range v.Platforms {
 		arch := strings.TrimPrefix(p, "linux/")
@@ -66,7 +67,7 @@ func Variant(v *variants.Variant) (*Plan, error) {
 		})
 		plan.WorkerBinaries[p] = WorkerBinary(p)
 	}
-	for _, k := range sortedKeys(v.Args) {
+	for _, k := range slices.Sorted(maps.Keys(v.Args)) {
 		d.Args = append(d.Args, label{k, v.Args[k]})
 	}
 	labels := map[string]string{
@@ -84,7 +85,7 @@ func Variant(v *variants.Variant) (*Plan, error) {
 	for k, val := range v.Labels {
 		labels[k] = val
 	}
-	for _, k := range sortedKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		d.Labels = append(d.Labels, label{k, labels[k]})
 	}
 	var b bytes.Buffer
@@ -119,26 +120,4 @@ func sourceFile(src string) string {
 func quote(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`)
 	return `"` + r.Replace(s) + `"`
-}
-
-func unique(in []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -1,45 +1,25 @@
 package runpod
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 )
 
-// syncBuffer collects logs from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	p      *runpodtest.Platform
-	logs   *syncBuffer
+	logs   *runpodtest.LogBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func fastOptions(t *testing.T, p *runpodtest.Platform, h Handler, logs *syncBuffer) Options {
+func fastOptions(t *testing.T, p *runpodtest.Platform, h Handler, logs *runpodtest.LogBuffer) Options {
 	t.Helper()
 	env := p.Env("pod-1")
 	cfg, err := ConfigFromEnv(func(k string) string { return env[k] })
@@ -65,7 +45,7 @@ func start(t *testing.T, h Handler, mod func(*Options)) *harness {
 	t.Helper()
 	p := runpodtest.New()
 	t.Cleanup(p.Close)
-	logs := &syncBuffer{}
+	logs := &runpodtest.LogBuffer{}
 	o := fastOptions(t, p, h, logs)
 	if mod != nil {
 		mod(&o)
@@ -428,7 +408,7 @@ func TestTakeAfterJobSaysInProgress(t *testing.T) {
 
 func TestUnreachablePlatformBacksOff(t *testing.T) {
 	p := runpodtest.New()
-	logs := &syncBuffer{}
+	logs := &runpodtest.LogBuffer{}
 	o := fastOptions(t, p, echo, logs)
 	p.Close() // gone
 	w, _ := New(o)

@@ -2,7 +2,9 @@ package variants
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -263,7 +265,7 @@ func collectOverrides(vars map[string]*variable, opts Options) (map[string]overr
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Unknown variable in --var",
-				Detail:   fmt.Sprintf("--var %s: no variable %q is declared%s.", kv, name, suggest(name, sortedKeys(vars))),
+				Detail:   fmt.Sprintf("--var %s: no variable %q is declared%s.", kv, name, suggest(name, slices.Sorted(maps.Keys(vars)))),
 			})
 			continue
 		}

@@ -2,6 +2,8 @@ package variants
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -221,7 +223,7 @@ func evalMatrix(expr hcl.Expression, ctx *hcl.EvalContext) (map[string][]string,
 			axes[k] = append(axes[k], s)
 		}
 	}
-	keys := sortedKeys(axes)
+	keys := slices.Sorted(maps.Keys(axes))
 	if len(keys) == 0 && !diags.HasErrors() {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,

@@ -2,9 +2,10 @@ package variants
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -142,12 +143,12 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 			add(v.errorf("tags", v.listAt("tags", i), "Invalid tag", "%q is not a valid image reference: %v (a tag is up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-').", ref, errOrEmpty(err)))
 		}
 	}
-	for _, k := range sortedKeys(v.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(v.Labels)) {
 		if k == "" || strings.ContainsAny(k, "\n\r\"=") || strings.ContainsAny(v.Labels[k], "\n\r") {
 			add(v.errorf("labels", v.mapAt("labels", k), "Invalid label", "label %q=%q: keys must be non-empty without quotes, '=' or newlines, and values must be one line.", k, v.Labels[k]))
 		}
 	}
-	for _, k := range sortedKeys(v.Args) {
+	for _, k := range slices.Sorted(maps.Keys(v.Args)) {
 		switch {
 		case !argNameRE.MatchString(k):
 			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "%q is not a valid build argument name (letters, digits, underscores).", k))
@@ -197,7 +198,7 @@ func (ev *evaluator) validateRunner() hcl.Diagnostics {
 			Subject:  pos.url.Ptr(),
 		})
 	}
-	for _, p := range sortedKeys(r.SHA256) {
+	for _, p := range slices.Sorted(maps.Keys(r.SHA256)) {
 		rng := pos.sums[p]
 		if RunnerArch(p) == "" {
 			diags = append(diags, &hcl.Diagnostic{
@@ -270,18 +271,12 @@ func (v *Variant) finish() {
 	v.Runner.SHA256 = sums
 }
 
+// sortedUnique sorts a copy of in and drops repeats; never nil, so an
+// empty list prints as [] rather than null.
 func sortedUnique(in []string) []string {
 	out := append([]string{}, in...)
-	sort.Strings(out)
-	j := 0
-	for i, s := range out {
-		if i > 0 && s == out[j-1] {
-			continue
-		}
-		out[j] = s
-		j++
-	}
-	return out[:j]
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func versionLess(a, b string) bool {

@@ -77,27 +77,10 @@ func runnerUser(t *testing.T) (*user.User, bool) {
 type env struct {
 	gh      *githubtest.GitHub
 	root    string
-	logs    *syncBuffer
+	logs    *runpodtest.LogBuffer
 	handler *Handler
 	dumpDir string
 	user    string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newEnv installs the fake runner into a fresh runner folder owned by the
@@ -127,7 +110,7 @@ func newEnv(t *testing.T, behaviour map[string]any) *env {
 	bj, _ := json.Marshal(behaviour)
 	os.WriteFile(filepath.Join(root, "fake-behaviour.json"), bj, 0o644)
 
-	e := &env{gh: githubtest.New(pat), root: root, logs: &syncBuffer{}, dumpDir: dumpDir, user: "root"}
+	e := &env{gh: githubtest.New(pat), root: root, logs: &runpodtest.LogBuffer{}, dumpDir: dumpDir, user: "root"}
 	t.Cleanup(e.gh.Close)
 	if u, ok := runnerUser(t); ok {
 		uid, _ := strconv.Atoi(u.Uid)

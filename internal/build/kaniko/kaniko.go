@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -240,7 +242,7 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 	if b.o.Force {
 		args = append(args, "--force")
 	}
-	for _, h := range sortedKeys(insecure) {
+	for _, h := range slices.Sorted(maps.Keys(insecure)) {
 		args = append(args, "--insecure-registry="+h)
 	}
 	return append(args, b.o.ExtraArgs...), nil
@@ -436,19 +438,4 @@ func ReadImageNameWithDigest(path string) ([]string, error) {
 		return nil, fmt.Errorf("image-name-with-digest file %s is empty", path)
 	}
 	return out, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
