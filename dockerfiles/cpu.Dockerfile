@@ -36,14 +36,18 @@ RUN set -eu; \
 COPY --from=kaniko /kaniko/executor /kaniko/executor
 
 # The GitHub Actions runner, verified against its SHA-256 before extraction,
-# owned by the unprivileged user workflow jobs run as.
-RUN set -eu; \
+# owned by the unprivileged user workflow jobs run as. A mirror that needs
+# credentials gets them from the optional build secret runner_netrc (a netrc
+# file), never from a build argument: those are recorded in the image.
+RUN --mount=type=secret,id=runner_netrc,target=/run/secrets/runner_netrc,required=false \
+    set -eu; \
     case "${TARGETARCH}" in \
         amd64) arch=x64; sum="${RUNNER_SHA256_AMD64}" ;; \
         *) echo "no runner checksum for architecture '${TARGETARCH}'" >&2; exit 1 ;; \
     esac; \
     url="${RUNNER_URL}/v${RUNNER_VERSION}/actions-runner-linux-${arch}-${RUNNER_VERSION}.tar.gz"; \
-    curl -fsSL --retry 3 -o /tmp/runner.tar.gz "${url}"; \
+    if [ -s /run/secrets/runner_netrc ]; then set -- --netrc-file /run/secrets/runner_netrc; else set --; fi; \
+    curl -fsSL --retry 3 "$@" -o /tmp/runner.tar.gz "${url}"; \
     got="$(sha256sum /tmp/runner.tar.gz | cut -d' ' -f1)"; \
     if [ "${got}" != "${sum}" ]; then \
         echo "runner checksum mismatch for ${url}: want ${sum}, got ${got}" >&2; exit 1; \

@@ -107,12 +107,16 @@ func description(v *variants.Variant) string {
 }
 
 // sourceFile keeps only the file name of "path/to/variants.hcl:12:1", so the
-// bytes do not depend on where the checkout is.
+// bytes do not depend on where the checkout is, with control characters
+// escaped: the name goes into a comment line, and a newline in it would
+// start an instruction.
 func sourceFile(src string) string {
-	if i := strings.Index(src, ":"); i >= 0 {
-		src = src[:i]
+	for range 2 { // drop ":col", then ":line"; the name may hold ':' too
+		if i := strings.LastIndex(src, ":"); i >= 0 {
+			src = src[:i]
+		}
 	}
-	return filepath.Base(src)
+	return variants.EscapeControl(filepath.Base(src))
 }
 
 // quote makes a Dockerfile double-quoted word: the parser strips the quotes

@@ -1,7 +1,10 @@
 package variants
 
 import (
+	"fmt"
+
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
+	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
@@ -51,7 +54,7 @@ func Functions() map[string]function.Function {
 		"replace":         stdlib.ReplaceFunc,
 		"reverse":         stdlib.ReverseListFunc,
 		"setintersection": stdlib.SetIntersectionFunc,
-		"setproduct":      stdlib.SetProductFunc,
+		"setproduct":      boundedSetProduct,
 		"setsubtract":     stdlib.SetSubtractFunc,
 		"setunion":        stdlib.SetUnionFunc,
 		"signum":          stdlib.SignumFunc,
@@ -71,3 +74,26 @@ func Functions() map[string]function.Function {
 		"zipmap":          stdlib.ZipmapFunc,
 	}
 }
+
+// boundedSetProduct is setproduct refusing results of more than maxVariants
+// elements: setproduct(range(1000), range(1000), range(1000)) alone would
+// exhaust memory.
+var boundedSetProduct = function.New(&function.Spec{
+	Description: stdlib.SetProductFunc.Description(),
+	VarParam:    stdlib.SetProductFunc.VarParam(),
+	Type: func(args []cty.Value) (cty.Type, error) {
+		return stdlib.SetProductFunc.ReturnTypeForValues(args)
+	},
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		n := 1
+		for _, a := range args {
+			if !a.IsKnown() || a.IsNull() {
+				continue
+			}
+			if n *= a.LengthInt(); n > maxVariants {
+				return cty.NilVal, fmt.Errorf("the product has more than %d elements", maxVariants)
+			}
+		}
+		return stdlib.SetProductFunc.Call(args)
+	},
+})

@@ -88,13 +88,9 @@ func LoadFiles(paths []string, opts Options) (*Matrix, Files, hcl.Diagnostics) {
 	var srcs []Source
 	var diags hcl.Diagnostics
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Cannot read variants file",
-				Detail:   err.Error(),
-			})
+		b, d := readSource(p)
+		if d != nil {
+			diags = append(diags, d)
 			continue
 		}
 		srcs = append(srcs, Source{Name: p, Data: b})
@@ -111,7 +107,13 @@ func Load(srcs []Source, opts Options) (*Matrix, Files, hcl.Diagnostics) {
 	p := hclparse.NewParser()
 	var diags hcl.Diagnostics
 	var bodies []hcl.Body
+	unparsed := Files{}
 	for _, s := range srcs {
+		if d := checkSource(s); d.HasErrors() {
+			diags = append(diags, d...)
+			unparsed[s.Name] = &hcl.File{Bytes: s.Data}
+			continue
+		}
 		f, d := p.ParseHCL(s.Data, s.Name)
 		diags = append(diags, d...)
 		if f != nil {
@@ -119,6 +121,7 @@ func Load(srcs []Source, opts Options) (*Matrix, Files, hcl.Diagnostics) {
 		}
 	}
 	files := Files(p.Files())
+	maps.Copy(files, unparsed)
 	if diags.HasErrors() {
 		return nil, files, diags
 	}
@@ -221,6 +224,9 @@ func evaluate(bodies []hcl.Body, opts Options) (*Matrix, hcl.Diagnostics) {
 		}
 		seen[v.Name] = v
 		diags = append(diags, validateVariant(v)...)
+	}
+	if !diags.HasErrors() {
+		diags = append(diags, duplicateTags(ev.variants)...)
 	}
 	if len(ev.variants) == 0 && !diags.HasErrors() {
 		diags = append(diags, &hcl.Diagnostic{
@@ -398,6 +404,14 @@ func (ev *evaluator) merge(vb *variantBlock, stack []string) hcl.Diagnostics {
 			Subject:  vb.attrs["inherits"].Expr.Range().Ptr(),
 		}}
 	}
+	if len(stack) >= maxChain {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Inheritance chain too deep",
+			Detail:   fmt.Sprintf("Variant %q inherits through more than %d variants (%s -> ... -> %s).", stack[0], maxChain, stack[0], vb.name),
+			Subject:  vb.block.DefRange.Ptr(),
+		}}
+	}
 	vb.state = 1
 	defer func() { vb.state = 2 }()
 	stack = append(stack, vb.name)
@@ -465,6 +479,14 @@ func (ev *evaluator) expand() hcl.Diagnostics {
 			if v != nil {
 				ev.variants = append(ev.variants, v)
 			}
+		}
+		if len(ev.variants) > maxVariants {
+			return append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Matrix too large",
+				Detail:   fmt.Sprintf("The variants up to %q make more than %d; the whole matrix may have at most %d variants.", name, maxVariants, maxVariants),
+				Subject:  vb.block.DefRange.Ptr(),
+			})
 		}
 	}
 	return diags

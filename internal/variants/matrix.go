@@ -52,6 +52,14 @@ func (ev *evaluator) combinations(vb *variantBlock) ([]*combination, hcl.Diagnos
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	if n := product(axes); n > maxVariants {
+		return nil, append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Matrix too large",
+			Detail:   fmt.Sprintf("The matrix of variant %q has more than %d combinations; the whole matrix may have at most %d variants.", vb.name, maxVariants, maxVariants),
+			Subject:  ma.Expr.Range().Ptr(),
+		})
+	}
 	combos := []*combination{{values: map[string]string{}}}
 	for _, k := range keys {
 		var next []*combination
@@ -233,6 +241,18 @@ func evalMatrix(expr hcl.Expression, ctx *hcl.EvalContext) (map[string][]string,
 		})
 	}
 	return axes, keys, diags
+}
+
+// product is the number of combinations of axes, or maxVariants+1 when
+// that is more.
+func product(axes map[string][]string) int {
+	n := 1
+	for _, vals := range axes {
+		if n *= len(vals); n > maxVariants {
+			return maxVariants + 1
+		}
+	}
+	return n
 }
 
 type objectRule struct {

@@ -29,16 +29,15 @@ func applySets(vs []*Variant, sets []string) hcl.Diagnostics {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid --set", Detail: fmt.Sprintf("--set %s: %v", s, err)})
 			continue
 		}
+		if _, err := path.Match(pattern, ""); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid --set", Detail: fmt.Sprintf("--set %s: bad pattern %q: %v.", s, pattern, err)})
+			continue
+		}
 		matched := 0
 		var names []string
 		for _, v := range vs {
 			names = append(names, v.Name)
-			ok, err := path.Match(pattern, v.Name)
-			if err != nil {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid --set", Detail: fmt.Sprintf("--set %s: bad pattern %q: %v.", s, pattern, err)})
-				break
-			}
-			if !ok {
+			if ok, _ := path.Match(pattern, v.Name); !ok {
 				continue
 			}
 			matched++

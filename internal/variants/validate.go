@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/runpod-workers/worker-github_runner/internal/imageref"
 )
 
 var (
@@ -99,16 +99,16 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 		}
 	case FlavourCPU:
 		if v.CUDA != "" {
-			add(v.errorf("cuda", v.at("cuda"), "CUDA on a CPU variant", "cuda = %q is set but flavour is \"cpu\"; remove cuda or use flavour = \"gpu\".", v.CUDA))
+			add(v.errorf("cuda", v.at("cuda"), "CUDA on a CPU variant", "cuda = %s is set but flavour is \"cpu\"; remove cuda or use flavour = \"gpu\".", short(v.CUDA)))
 		}
 	default:
-		add(v.errorf("flavour", v.at("flavour"), "Invalid flavour", "flavour must be \"gpu\" or \"cpu\", not %q.", v.Flavour))
+		add(v.errorf("flavour", v.at("flavour"), "Invalid flavour", "flavour must be \"gpu\" or \"cpu\", not %s.", short(v.Flavour)))
 	}
 	if v.CUDA != "" && !cudaRE.MatchString(v.CUDA) {
-		add(v.errorf("cuda", v.at("cuda"), "Malformed CUDA version", "%q is not a CUDA version like 12.6.3.", v.CUDA))
+		add(v.errorf("cuda", v.at("cuda"), "Malformed CUDA version", "%s is not a CUDA version like 12.6.3.", short(v.CUDA)))
 	}
-	if _, err := name.ParseReference(v.Base); err != nil || v.Base == "" {
-		add(v.errorf("base", v.at("base"), "Invalid base image", "base %q is not a valid image reference: %v.", v.Base, errOrEmpty(err)))
+	if why := imageref.Check(v.Base, imageref.Image); why != "" {
+		add(v.errorf("base", v.at("base"), "Invalid base image", "base %s is not a valid image reference: %s.", short(v.Base), why))
 	}
 
 	if len(v.Platforms) == 0 {
@@ -118,44 +118,42 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 	for i, p := range v.Platforms {
 		switch {
 		case RunnerArch(p) == "":
-			add(v.errorf("platforms", v.listAt("platforms", i), "Unsupported platform", "%q is not a platform the GitHub runner ships for; use one of %s.", p, strings.Join(knownPlatforms, ", ")))
+			add(v.errorf("platforms", v.listAt("platforms", i), "Unsupported platform", "%s is not a platform the GitHub runner ships for; use one of %s.", short(p), strings.Join(knownPlatforms, ", ")))
 		case seenPlat[p]:
-			add(v.errorf("platforms", v.listAt("platforms", i), "Duplicate platform", "%q is listed twice.", p))
+			add(v.errorf("platforms", v.listAt("platforms", i), "Duplicate platform", "%s is listed twice.", short(p)))
 		case v.Runner.SHA256[p] == "":
-			add(v.errorf("platforms", v.listAt("platforms", i), "Platform without runner checksum", "platform %q has no runner checksum: add \"%s\" = \"<sha256>\" to runner.sha256 (see the runner release notes), or drop the platform.", p, p))
+			add(v.errorf("platforms", v.listAt("platforms", i), "Platform without runner checksum", "platform %s has no runner checksum: add \"%s\" = \"<sha256>\" to runner.sha256 (see the runner release notes), or drop the platform.", short(p), p))
 		}
 		seenPlat[p] = true
 	}
 
-	if _, err := name.NewRepository(v.Image); err != nil || v.Image == "" {
-		add(v.errorf("image", v.at("image"), "Invalid image repository", "image %q is not a repository name like registry.example.com/team/name: %v.", v.Image, errOrEmpty(err)))
+	imageOK := imageref.Check(v.Image, imageref.Repository)
+	if imageOK != "" {
+		add(v.errorf("image", v.at("image"), "Invalid image repository", "image %s is not a repository name like registry.example.com/team/name: %s.", short(v.Image), imageOK))
 	}
 	if len(v.Tags) == 0 {
 		add(v.errorf("tags", v.at("tags"), "No tags", "tags is empty: a variant needs at least one tag."))
 	}
 	for i, t := range v.Tags {
-		ref := v.ref(t)
-		tag, err := name.NewTag(ref)
-		if err == nil && (!tagRE.MatchString(tag.TagStr()) || !strings.HasSuffix(ref, ":"+tag.TagStr())) {
-			err = fmt.Errorf("bad tag %q", tag.TagStr())
-		}
-		if err != nil || t == "" {
-			add(v.errorf("tags", v.listAt("tags", i), "Invalid tag", "%q is not a valid image reference: %v (a tag is up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-').", ref, errOrEmpty(err)))
+		if why := checkTag(t); why != "" {
+			add(v.errorf("tags", v.listAt("tags", i), "Invalid tag", "%s is not a valid tag: %s.", short(t), why))
+		} else if why := imageref.Check(v.ref(t), imageref.Tagged); why != "" && imageOK == "" {
+			add(v.errorf("tags", v.listAt("tags", i), "Invalid tag", "%s is not a valid image reference: %s.", short(v.ref(t)), why))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(v.Labels)) {
 		if k == "" || strings.ContainsAny(k, "\n\r\"=") || strings.ContainsAny(v.Labels[k], "\n\r") {
-			add(v.errorf("labels", v.mapAt("labels", k), "Invalid label", "label %q=%q: keys must be non-empty without quotes, '=' or newlines, and values must be one line.", k, v.Labels[k]))
+			add(v.errorf("labels", v.mapAt("labels", k), "Invalid label", "label %s=%s: keys must be non-empty without quotes, '=' or newlines, and values must be one line.", short(k), short(v.Labels[k])))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(v.Args)) {
 		switch {
 		case !argNameRE.MatchString(k):
-			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "%q is not a valid build argument name (letters, digits, underscores).", k))
+			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "%s is not a valid build argument name (letters, digits, underscores).", short(k)))
 		case reservedArgs[k]:
-			add(v.errorf("args", v.mapAt("args", k), "Reserved build argument", "%q is set by imagegen itself; set the matching field or variable instead.", k))
+			add(v.errorf("args", v.mapAt("args", k), "Reserved build argument", "%s is set by imagegen itself; set the matching field or variable instead.", short(k)))
 		case strings.ContainsAny(v.Args[k], "\n\r"):
-			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "the value of %q must be one line.", k))
+			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "the value of %s must be one line.", short(k)))
 		}
 	}
 	for _, field := range []string{"runner_packages", "packages"} {
@@ -165,7 +163,7 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 		}
 		for i, p := range list {
 			if !packageRE.MatchString(p) {
-				add(v.errorf(field, v.listAt(field, i), "Invalid package name", "%q is not a Debian package name (lower-case letters, digits, '+', '-', '.', optionally =version).", p))
+				add(v.errorf(field, v.listAt(field, i), "Invalid package name", "%s is not a Debian package name (lower-case letters, digits, '+', '-', '.', optionally =version).", short(p)))
 			}
 		}
 	}
@@ -179,7 +177,7 @@ func (ev *evaluator) validateRunner() hcl.Diagnostics {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Malformed runner version",
-			Detail:   fmt.Sprintf("runner.version %q must look like 2.337.0.", r.Version),
+			Detail:   fmt.Sprintf("runner.version %s must look like 2.337.0.", short(r.Version)),
 			Subject:  pos.version.Ptr(),
 		})
 	} else if versionLess(r.Version, minRunnerVersion) {
@@ -190,13 +188,9 @@ func (ev *evaluator) validateRunner() hcl.Diagnostics {
 			Subject:  pos.version.Ptr(),
 		})
 	}
-	if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(r.URL, " \"'\n`$\\") {
-		diags = append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Invalid runner URL",
-			Detail:   fmt.Sprintf("runner.url %q must be an http(s) URL, the base that v<version>/actions-runner-linux-<arch>-<version>.tar.gz is appended to.", r.URL),
-			Subject:  pos.url.Ptr(),
-		})
+	if d := checkRunnerURL(r.URL); d != nil {
+		d.Subject = pos.url.Ptr()
+		diags = append(diags, d)
 	}
 	for _, p := range slices.Sorted(maps.Keys(r.SHA256)) {
 		rng := pos.sums[p]
@@ -204,7 +198,7 @@ func (ev *evaluator) validateRunner() hcl.Diagnostics {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Unknown platform in runner.sha256",
-				Detail:   fmt.Sprintf("%q is not a runner platform; use one of %s.", p, strings.Join(knownPlatforms, ", ")),
+				Detail:   fmt.Sprintf("%s is not a runner platform; use one of %s.", short(p), strings.Join(knownPlatforms, ", ")),
 				Subject:  rng.Ptr(),
 			})
 		}
@@ -212,7 +206,7 @@ func (ev *evaluator) validateRunner() hcl.Diagnostics {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Malformed checksum",
-				Detail:   fmt.Sprintf("runner.sha256[%q] = %q is not a SHA-256 checksum (64 lower-case hex digits).", p, r.SHA256[p]),
+				Detail:   fmt.Sprintf("runner.sha256[%s] = %s is not a SHA-256 checksum (64 lower-case hex digits).", short(p), short(r.SHA256[p])),
 				Subject:  rng.Ptr(),
 			})
 		}
@@ -227,16 +221,16 @@ func validateKaniko(k Kaniko, pos map[string]hcl.Range) hcl.Diagnostics {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Malformed Kaniko version",
-			Detail:   fmt.Sprintf("kaniko.version %q must look like v1.23.2.", k.Version),
+			Detail:   fmt.Sprintf("kaniko.version %s must look like v1.23.2.", short(k.Version)),
 			Subject:  r.Ptr(),
 		})
 	}
-	if _, err := name.ParseReference(k.Image); err != nil || k.Image == "" {
+	if why := imageref.Check(k.Image, imageref.Image); why != "" {
 		r := pos["image"]
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid Kaniko image",
-			Detail:   fmt.Sprintf("kaniko.image %q is not a valid image reference: %v.", k.Image, errOrEmpty(err)),
+			Detail:   fmt.Sprintf("kaniko.image %s is not a valid image reference: %s.", short(k.Image), why),
 			Subject:  r.Ptr(),
 		})
 	}
@@ -291,9 +285,55 @@ func versionLess(a, b string) bool {
 	return false
 }
 
-func errOrEmpty(err error) string {
-	if err == nil {
-		return "empty or incomplete"
+// checkTag checks a tags entry: a bare tag, or a full reference (with '/'
+// or ':'), which checkReference checks.
+func checkTag(t string) string {
+	switch {
+	case t == "":
+		return "it is empty"
+	case strings.ContainsAny(t, "/:"):
+		return imageref.Check(t, imageref.Tagged)
+	case !tagRE.MatchString(t):
+		return "a tag is up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'"
 	}
-	return err.Error()
+	return ""
+}
+
+// checkRunnerURL checks the runner download base. The URL becomes a build
+// argument, and build arguments are recorded in the image history: it must
+// carry no credentials (user info, query), and messages never echo them.
+func checkRunnerURL(raw string) *hcl.Diagnostic {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid runner URL",
+			Detail:   "runner.url is not a URL: it must be the http(s) base that v<version>/actions-runner-linux-<arch>-<version>.tar.gz is appended to.",
+		}
+	}
+	shown := *u
+	shown.User, shown.RawQuery, shown.ForceQuery, shown.Fragment, shown.RawFragment = nil, "", false, "", ""
+	safe := short(shown.String())
+	switch {
+	case u.User != nil:
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Credentials in runner URL",
+			Detail: fmt.Sprintf("runner.url %s carries a user name or password: build arguments are recorded in the image history, so credentials never go into the URL. "+
+				"Give mirror credentials as a netrc file through the build secret runner_netrc instead (README, \"Runner mirror credentials\").", safe),
+		}
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid runner URL",
+			Detail:   fmt.Sprintf("runner.url %s has a query or fragment: the tarball path is appended to it, and tokens belong in the build secret runner_netrc, not in the URL.", safe),
+		}
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(raw, " \"'`$\\") || needsEscape(raw):
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid runner URL",
+			Detail:   fmt.Sprintf("runner.url %s must be an http(s) URL, the base that v<version>/actions-runner-linux-<arch>-<version>.tar.gz is appended to.", safe),
+		}
+	}
+	return nil
 }

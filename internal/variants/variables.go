@@ -164,6 +164,15 @@ func (s *variableScope) resolve(v *variable, stack []string) hcl.Diagnostics {
 			Subject:  v.block.DefRange.Ptr(),
 		}}
 	}
+	if len(stack) >= maxChain {
+		v.value = cty.DynamicVal
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Variable chain too deep",
+			Detail:   fmt.Sprintf("The default of %q depends on a chain of more than %d variables (%s -> ... -> %s).", stack[0], maxChain, stack[0], v.name),
+			Subject:  v.block.DefRange.Ptr(),
+		}}
+	}
 	v.state = 1
 	defer func() { v.state = 2 }()
 	stack = append(stack, v.name)

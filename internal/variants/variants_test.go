@@ -191,22 +191,22 @@ func TestMatrix(t *testing.T) {
 	}{
 		{
 			name:  "product sorted, name expression",
-			body:  `matrix = { py = ["3.12", "3.11"], cuda = ["12.8.1", "12.6.3"] }` + "\n" + `name = "gpu-${cuda}-py${py}"`,
+			body:  `matrix = { py = ["3.12", "3.11"], cuda = ["12.8.1", "12.6.3"] }` + "\n" + `name = "gpu-${cuda}-py${py}"` + "\n" + `tags = ["${cuda}-py${py}"]`,
 			names: []string{"gpu-12.6.3-py3.11", "gpu-12.6.3-py3.12", "gpu-12.8.1-py3.11", "gpu-12.8.1-py3.12"},
 		},
 		{
 			name:  "default name joins values in key order",
-			body:  `matrix = { cuda = ["12.6.3", "12.8.1"], py = ["3.12"] }`,
+			body:  `matrix = { cuda = ["12.6.3", "12.8.1"], py = ["3.12"] }` + "\n" + `tags = ["${cuda}"]`,
 			names: []string{"gpu-12.6.3-3.12", "gpu-12.8.1-3.12"},
 		},
 		{
 			name:  "exclude",
-			body:  `matrix = { cuda = ["12.6.3", "12.8.1"], py = ["3.11", "3.12"] }` + "\n" + `exclude = [{ cuda = "12.6.3", py = "3.12" }, { py = "3.11", cuda = "12.8.1" }]`,
+			body:  `matrix = { cuda = ["12.6.3", "12.8.1"], py = ["3.11", "3.12"] }` + "\n" + `exclude = [{ cuda = "12.6.3", py = "3.12" }, { py = "3.11", cuda = "12.8.1" }]` + "\n" + `tags = ["${cuda}"]`,
 			names: []string{"gpu-12.6.3-3.11", "gpu-12.8.1-3.12"},
 		},
 		{
 			name:  "include adds, duplicates ignored",
-			body:  `matrix = { cuda = ["12.6.3"] }` + "\n" + `include = [{ cuda = "11.8.0" }, { cuda = "12.6.3" }]`,
+			body:  `matrix = { cuda = ["12.6.3"] }` + "\n" + `include = [{ cuda = "11.8.0" }, { cuda = "12.6.3" }]` + "\n" + `tags = ["${cuda}"]`,
 			names: []string{"gpu-11.8.0", "gpu-12.6.3"},
 		},
 	}
@@ -219,7 +219,6 @@ variant "gpu" {
   cuda    = cuda
   base    = "nvidia/cuda:${cuda}-cudnn-runtime-ubuntu24.04"
   image   = "registry.example/worker"
-  tags    = ["${cuda}"]
 }
 ` + tail
 			m := mustLoad(t, src, Options{})
@@ -433,29 +432,33 @@ variant "m" {
 		{name: "malformed runner version", src: cpuVariant + strings.Replace(tail, `"2.337.0"`, `"latest"`, 1), summary: "Malformed runner version", pos: "test.hcl:10:13"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			m, text, diags := load(t, tc.src, tc.opts)
-			if !diags.HasErrors() || m != nil {
-				t.Fatalf("want an error, got none (matrix %v)", m != nil)
-			}
-			for _, d := range diags {
-				if d.Severity != hcl.DiagError || !strings.Contains(d.Summary, tc.summary) {
-					continue
-				}
-				pos := ""
-				if d.Subject != nil {
-					pos = fmt.Sprintf("%s:%d:%d", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
-				}
-				if pos == tc.pos {
-					if pos != "" && !strings.Contains(text, pos+": error: ") {
-						t.Errorf("formatted output lacks %s:\n%s", pos, text)
-					}
-					return
-				}
-			}
-			t.Fatalf("no error %q at %q in:\n%s", tc.summary, tc.pos, text)
-		})
+		t.Run(tc.name, func(t *testing.T) { expectError(t, tc) })
 	}
+}
+
+// expectError loads tc.src and wants an error tc.summary at tc.pos.
+func expectError(t *testing.T, tc errorCase) {
+	t.Helper()
+	m, text, diags := load(t, tc.src, tc.opts)
+	if !diags.HasErrors() || m != nil {
+		t.Fatalf("want an error, got none (matrix %v)", m != nil)
+	}
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError || !strings.Contains(d.Summary, tc.summary) {
+			continue
+		}
+		pos := ""
+		if d.Subject != nil {
+			pos = fmt.Sprintf("%s:%d:%d", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		}
+		if pos == tc.pos {
+			if pos != "" && !strings.Contains(text, pos+": error: ") {
+				t.Errorf("formatted output lacks %s:\n%s", pos, text)
+			}
+			return
+		}
+	}
+	t.Fatalf("no error %q at %q in:\n%s", tc.summary, tc.pos, text)
 }
 
 func TestAllErrorsReportedTogether(t *testing.T) {
