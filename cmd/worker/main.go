@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
+	"github.com/runpod-workers/worker-github_runner/internal/worker"
 )
 
 // version is stamped by imagegen with -ldflags "-X main.version=...".
@@ -78,11 +79,14 @@ Flags:
 		level = *logLevel
 	}
 	log := runpod.NewLogger(os.Stderr, cfg.JSONLogs, level)
+	for _, w := range worker.StartupWarnings(os.Getenv) {
+		log.Warn("WARNING: " + w)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	handler := newHandler(*echo, cfg.PodID, log)
+	handler := newHandler(*echo, cfg.PodID, *grace, log)
 
 	switch {
 	case *testInput != "":
@@ -94,6 +98,7 @@ Flags:
 		}
 		return 0
 	case cfg.OnPlatform():
+		defer startSweep(ctx, handler, log)()
 		w, err := runpod.New(runpod.Options{Config: cfg, Handler: handler, Logger: log, Refresh: *refresh, Grace: *grace, Version: version})
 		if err != nil {
 			log.Error("cannot start", "error", err)

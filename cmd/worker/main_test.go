@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -11,11 +12,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
+	"github.com/runpod-workers/worker-github_runner/internal/worker"
 )
 
 var workerBin string
@@ -285,4 +289,81 @@ func BenchmarkStartToFirstTake(b *testing.B) {
 		total += startToFirstTake(b)
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/start")
+}
+
+// A worker with the endpoint's credential removes the offline runners
+// killed workers left (older than RUNNER_SWEEP_AFTER), once its first
+// job's registration is over: never while it registers, and never before
+// a job came (an idle worker costs GitHub nothing).
+func TestSweepAfterFirstRegistration(t *testing.T) {
+	p := runpodtest.New()
+	defer p.Close()
+	const pat = "ghp_SWEEPTEST000000000000000000000000000000"
+	gh := githubtest.New(pat)
+	defer gh.Close()
+	left := gh.AddRunner("my-org", worker.RunnerName("pod-dead", "job-1", time.Now().Add(-3*time.Hour)), "self-hosted", "runpod", worker.OwnLabel)
+	young := gh.AddRunner("my-org", worker.RunnerName("pod-new", "job-2", time.Now().Add(-time.Minute)), "self-hosted", "runpod", worker.OwnLabel)
+	env := p.Env("pod-9")
+	for k, v := range map[string]string{"GITHUB_PAT": pat, "GITHUB_ORG": "my-org", "GITHUB_API_URL": gh.URL, "WGR_TEST_ALLOW_HTTP_LOOPBACK": "1"} {
+		env[k] = v
+	}
+	cmd := workerCmd(t, env)
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := len(gh.Requests()); n != 0 {
+		t.Errorf("%d GitHub requests before any job came", n)
+	}
+	p.AddJob("j1", map[string]any{"github_org": "other-org"}) // fails before registering
+	if code := waitExit(t, cmd, 15*time.Second); code != 0 {
+		t.Fatalf("exit %d\n%s", code, logs.String())
+	}
+	if rs := gh.Runners(); len(rs) != 1 || rs[0].ID != young {
+		t.Errorf("runners %+v: want only %d (%d was left by a dead worker)\n%s", rs, young, left, logs.String())
+	}
+	if strings.Contains(logs.String(), pat) {
+		t.Error("the PAT is in the logs")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The test-only plain-http switch is loud: a worker started with it warns.
+func TestLoopbackHTTPWarns(t *testing.T) {
+	cmd := workerCmd(t, map[string]string{"WGR_TEST_ALLOW_HTTP_LOOPBACK": "1"}, "--echo", "--test_input", `{"input":{"k":"v"}}`)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "WGR_TEST_ALLOW_HTTP_LOOPBACK") || !strings.Contains(stderr.String(), "never") {
+		t.Errorf("no warning:\n%s", stderr.String())
+	}
+	cmd = workerCmd(t, nil, "--echo", "--test_input", `{"input":{"k":"v"}}`)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	cmd.Run()
+	if strings.Contains(stderr.String(), "WGR_TEST_ALLOW_HTTP_LOOPBACK") {
+		t.Errorf("a warning without the setting:\n%s", stderr.String())
+	}
+}
+
+func TestHandlerGetsTheGrace(t *testing.T) {
+	h, ok := newHandler(false, "p", 7*time.Second, slog.Default()).(*worker.Handler)
+	if !ok || h.Grace != 7*time.Second {
+		t.Errorf("%T %+v", h, h)
+	}
 }

@@ -58,7 +58,8 @@ func TestImageRunsAsWorker(t *testing.T) {
 	for k, v := range p.Env("pod-e2e") {
 		env = append(env, k+"="+v)
 	}
-	env = append(env, "GITHUB_PAT="+testPAT)
+	// The PAT is the endpoint's: it may go only to the endpoint's own API URL and organisation.
+	env = append(env, "GITHUB_PAT="+testPAT, "GITHUB_ORG=my-org", "GITHUB_API_URL="+gh.URL, "WGR_TEST_ALLOW_HTTP_LOOPBACK=1")
 	p.AddJob("image-job", map[string]any{"github_org": "my-org", "github_api_url": gh.URL, "labels": "e2e-pin", "idle_timeout": 60})
 
 	start := time.Now()

@@ -31,7 +31,13 @@ type App struct {
 
 // InstallationToken mints an installation access token (valid one hour)
 // with a JWT signed by the app's private key (RS256), as GitHub documents.
-func InstallationToken(ctx context.Context, apiURL string, app App, hc *http.Client) (secret.Value, error) {
+// The JWT is a credential: the API URL is checked (https only) before any
+// request is made. o.Token is not used.
+func InstallationToken(ctx context.Context, o Options, app App) (secret.Value, error) {
+	api, err := CanonicalAPIURL(o.APIURL, o.TestOnlyAllowLoopbackHTTP)
+	if err != nil {
+		return secret.Value{}, err
+	}
 	key, err := parseKey(app.PrivateKey)
 	if err != nil {
 		return secret.Value{}, err
@@ -40,22 +46,17 @@ func InstallationToken(ctx context.Context, apiURL string, app App, hc *http.Cli
 	if err != nil {
 		return secret.Value{}, err
 	}
-	base := strings.TrimRight(apiURL, "/")
-	if base == "" {
-		base = "https://api.github.com"
-	} else if !strings.HasSuffix(base, "/api/v3") && base != "https://api.github.com" {
-		base += "/api/v3" // GitHub Enterprise Server
-	}
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/app/installations/%d/access_tokens", base, app.InstallationID), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%sapp/installations/%d/access_tokens", api, app.InstallationID), nil)
 	if err != nil {
 		return secret.Value{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+jwt)
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	hc := o.httpClient()
+	if o.HTTP == nil {
+		hc.Timeout = 30 * time.Second
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return secret.Value{}, fmt.Errorf("GitHub App token: %w", err)
@@ -111,36 +112,4 @@ func appJWT(appID int64, key *rsa.PrivateKey, now time.Time) (string, error) {
 		return "", err
 	}
 	return signing + "." + enc.EncodeToString(sig), nil
-}
-
-// VerifyAppJWT checks a JWT made by appJWT against a public key; the fake
-// GitHub uses it, as GitHub would.
-func VerifyAppJWT(jwt string, pub *rsa.PublicKey, now time.Time) (appID string, err error) {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return "", errors.New("not a JWT")
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
-		return "", errors.New("bad signature")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", err
-	}
-	var c struct {
-		Iat, Exp int64
-		Iss      string
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return "", err
-	}
-	if now.Unix() < c.Iat || now.Unix() > c.Exp || c.Exp-c.Iat > 600 {
-		return "", errors.New("expired or too long-lived")
-	}
-	return c.Iss, nil
 }

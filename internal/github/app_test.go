@@ -5,32 +5,52 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
+// The JWT is checked with golang-jwt, an implementation independent of
+// the worker's, as GitHub would check it: RS256 with the app's key, the
+// app id as issuer, issued in the past, at most ten minutes of life.
 func TestAppJWT(t *testing.T) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	jwt, err := appJWT(123, key, now)
+	tok, err := appJWT(123, key, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if iss, err := VerifyAppJWT(jwt, &key.PublicKey, now); err != nil || iss != "123" {
-		t.Fatalf("verify: %q %v", iss, err)
+	parse := func(at time.Time, pub *rsa.PublicKey) (*jwt.Token, *jwt.RegisteredClaims, error) {
+		var c jwt.RegisteredClaims
+		p, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return pub, nil },
+			jwt.WithValidMethods([]string{"RS256"}), jwt.WithTimeFunc(func() time.Time { return at }),
+			jwt.WithIssuedAt(), jwt.WithExpirationRequired(), jwt.WithIssuer("123"))
+		return p, &c, err
 	}
-	if _, err := VerifyAppJWT(jwt, &key.PublicKey, now.Add(20*time.Minute)); err == nil {
-		t.Error("an expired JWT verified")
+	p, c, err := parse(now, &key.PublicKey)
+	if err != nil {
+		t.Fatalf("golang-jwt rejects the JWT: %v", err)
+	}
+	if p.Header["typ"] != "JWT" {
+		t.Errorf("header %v", p.Header)
+	}
+	if life := c.ExpiresAt.Sub(c.IssuedAt.Time); life > 10*time.Minute || c.IssuedAt.After(now) {
+		t.Errorf("issued %v, expires %v: GitHub wants iat in the past and at most ten minutes of life", c.IssuedAt, c.ExpiresAt)
+	}
+	if _, _, err := parse(now.Add(20*time.Minute), &key.PublicKey); !errors.Is(err, jwt.ErrTokenExpired) {
+		t.Errorf("20 minutes later: %v, want expired", err)
 	}
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	if _, err := VerifyAppJWT(jwt, &other.PublicKey, now); err == nil {
-		t.Error("a JWT verified with the wrong key")
+	if _, _, err := parse(now, &other.PublicKey); !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+		t.Errorf("another key: %v, want a bad signature", err)
 	}
 }
 

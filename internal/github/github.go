@@ -9,11 +9,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gh "github.com/google/go-github/v66/github"
@@ -63,7 +66,7 @@ var (
 func ParseScope(s string) (Scope, error) {
 	parts := strings.Split(s, "/")
 	bad := func(why string) (Scope, error) {
-		return Scope{}, fmt.Errorf("github_org %q is not an organisation, owner/repo or enterprises/<slug>: %s", truncate(s, 80), why)
+		return Scope{}, fmt.Errorf("github_org %s is not an organisation, owner/repo or enterprises/<slug>: %s", secret.Preview(s), why)
 	}
 	switch {
 	case s == "":
@@ -90,13 +93,6 @@ func ParseScope(s string) (Scope, error) {
 	return bad("too many '/'")
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
 // MissingPermission says what a credential needs for a scope.
 func (s Scope) MissingPermission() string {
 	switch s.Kind {
@@ -117,20 +113,157 @@ type Client struct {
 	gh    *gh.Client
 	scope Scope
 	web   string
+	log   *slog.Logger
 	// Attempts bounds retries of one call (default 5); Backoff is the first
 	// wait (default 1 s) and MaxWait the longest (default 60 s).
 	Attempts int
 	Backoff  time.Duration
 	MaxWait  time.Duration
+	// FailOnRateLimit makes a rate-limited call fail at once instead of
+	// waiting (work that can wait for a later worker: the sweep).
+	FailOnRateLimit bool
+
+	rateMu sync.Mutex
+	rate   gh.Rate // the last answer's rate limit
 }
 
-// Options configure NewClient.
+// RateLeft is what the last answer said of the rate limit: requests left
+// and the limit; known is false when GitHub sent no rate-limit headers.
+func (c *Client) RateLeft() (remaining, limit int, known bool) {
+	c.rateMu.Lock()
+	defer c.rateMu.Unlock()
+	return c.rate.Remaining, c.rate.Limit, c.rate.Limit > 0
+}
+
+// Options configure NewClient and InstallationToken.
 type Options struct {
-	// APIURL is https://api.github.com (default) or a GitHub Enterprise
-	// Server's https://<host>/api/v3/.
+	// APIURL is https://api.github.com (default), GHE.com's
+	// https://api.<sub>.ghe.com or a GitHub Enterprise Server's
+	// https://<host>/api/v3/ (see CanonicalAPIURL).
 	APIURL string
 	Token  secret.Value
 	HTTP   *http.Client
+	// Log receives what the client waits for (rate limits); nil: nothing.
+	Log *slog.Logger
+	// TestOnlyAllowLoopbackHTTP lets credentials go over plain http to
+	// 127.0.0.1, ::1 or localhost, for tests against a fake GitHub. Never
+	// set it in production: credentials travel over https only.
+	TestOnlyAllowLoopbackHTTP bool
+}
+
+// DefaultAPIURL is github.com's API.
+const DefaultAPIURL = "https://api.github.com/"
+
+// CanonicalAPIURL checks a GitHub API URL and returns the base requests go
+// to: DefaultAPIURL for "" and github.com, https://api.<sub>.ghe.com/ for
+// GHE.com with data residency (<sub>.ghe.com or api.<sub>.ghe.com), else
+// https://<host>/.../api/v3/ (GitHub Enterprise Server). Credentials are sent to it, so it must be
+// https (see Options.TestOnlyAllowLoopbackHTTP) without user info. Errors
+// never echo the URL, which may hold a password.
+func CanonicalAPIURL(raw string, allowLoopbackHTTP bool) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return DefaultAPIURL, nil
+	}
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("github_api_url must be an https URL like https://github.example.com/api/v3/ (credentials are sent to it): %s", why)
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return bad("it is not an absolute URL")
+	case u.User != nil:
+		return bad("it carries a user name or password")
+	case u.RawQuery != "" || u.Fragment != "":
+		return bad("it has a query or fragment")
+	case u.Scheme == "https":
+	case u.Scheme == "http" && allowLoopbackHTTP && isLoopback(u.Hostname()):
+	case u.Scheme == "http":
+		return bad("plain http would send the credential in clear text")
+	default:
+		return bad("the scheme is not https")
+	}
+	host := strings.ToLower(u.Host)
+	if host == "api.github.com" || host == "github.com" {
+		if strings.Trim(u.Path, "/") != "" {
+			return bad("github.com's API has no path")
+		}
+		return DefaultAPIURL, nil
+	}
+	if sub, ok := gheSubdomain(host); ok {
+		if strings.Trim(u.Path, "/") != "" {
+			return bad("a GHE.com API (https://api.<subdomain>.ghe.com) has no path")
+		}
+		return "https://api." + sub + ".ghe.com/", nil
+	}
+	if host == "ghe.com" || strings.HasSuffix(host, ".ghe.com") {
+		return bad("a GHE.com API is https://api.<subdomain>.ghe.com")
+	}
+	path := u.Path
+	if !strings.HasSuffix(path, "/") {
+		path += "/"
+	}
+	// GitHub Enterprise Server's API lives under /api/v3/ (without it: 406).
+	if !strings.HasSuffix(path, "/api/v3/") {
+		path += "api/v3/"
+	}
+	return u.Scheme + "://" + host + path, nil
+}
+
+// gheSubdomain reads GitHub Enterprise Cloud with data residency's host,
+// <sub>.ghe.com (the web) or api.<sub>.ghe.com (the API), and returns
+// <sub>.
+func gheSubdomain(host string) (string, bool) {
+	rest, ok := strings.CutSuffix(host, ".ghe.com")
+	rest = strings.TrimPrefix(rest, "api.")
+	if !ok || !ownerRE.MatchString(rest) {
+		return "", false
+	}
+	return strings.ToLower(rest), true
+}
+
+// ServerURL is the web address of the GitHub an API URL (as
+// CanonicalAPIURL returns it) belongs to: the runner registers with it.
+// github.com's API is api.github.com, GHE.com's api.<sub>.ghe.com, and
+// GitHub Enterprise Server's https://<host>/api/v3/.
+func ServerURL(api string) string {
+	if api == DefaultAPIURL {
+		return "https://github.com"
+	}
+	u, err := url.Parse(api)
+	if err != nil {
+		return ""
+	}
+	if sub, ok := gheSubdomain(u.Host); ok {
+		return "https://" + sub + ".ghe.com"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+func isLoopback(h string) bool {
+	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+}
+
+// httpClient is o.HTTP (default: a 60 s timeout) made to refuse redirects
+// that would take the credential to plain http or to another host.
+func (o Options) httpClient() *http.Client {
+	hc := &http.Client{Timeout: 60 * time.Second}
+	if o.HTTP != nil {
+		c := *o.HTTP
+		hc = &c
+	}
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		switch {
+		case len(via) >= 5:
+			return errors.New("stopped after 5 redirects")
+		case req.URL.Host != via[0].URL.Host:
+			return errors.New("refused a redirect to another host: it would receive the credential")
+		case req.URL.Scheme != "https" && !(o.TestOnlyAllowLoopbackHTTP && isLoopback(req.URL.Hostname())):
+			return errors.New("refused a redirect to plain http: it would send the credential in clear text")
+		}
+		return nil
+	}
+	return hc
 }
 
 // NewClient makes a client for scope.
@@ -138,29 +271,23 @@ func NewClient(scope Scope, o Options) (*Client, error) {
 	if o.Token.Empty() {
 		return nil, errors.New("no GitHub credential: set github_pat in the job input or GITHUB_PAT in the endpoint's environment")
 	}
-	hc := o.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 60 * time.Second}
+	api, err := CanonicalAPIURL(o.APIURL, o.TestOnlyAllowLoopbackHTTP)
+	if err != nil {
+		return nil, err
 	}
-	c := gh.NewClient(hc).WithAuthToken(o.Token.Reveal())
-	web := "https://github.com"
-	api := strings.TrimSpace(o.APIURL)
-	if api != "" && strings.TrimRight(api, "/") != "https://api.github.com" {
-		u, err := url.Parse(api)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
-			return nil, fmt.Errorf("github_api_url %q must be an https URL like https://github.example.com/api/v3/", api)
-		}
-		// WithEnterpriseURLs adds /api/v3/ where missing (without it: 406).
+	c := gh.NewClient(o.httpClient()).WithAuthToken(o.Token.Reveal())
+	if api != DefaultAPIURL {
+		// go-github keeps a base URL on an api.* host as it is (GHE.com)
+		// and uses GHES's /api/v3/ as CanonicalAPIURL made it.
 		if c, err = c.WithEnterpriseURLs(api, api); err != nil {
-			return nil, fmt.Errorf("github_api_url %q: %w", api, err)
+			return nil, fmt.Errorf("github_api_url: %w", err)
 		}
-		web = u.Scheme + "://" + u.Host
 	}
-	return &Client{gh: c, scope: scope, web: web, Attempts: 5, Backoff: time.Second, MaxWait: 60 * time.Second}, nil
-}
-
-func isLoopback(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{gh: c, scope: scope, web: ServerURL(api), log: log, Attempts: 5, Backoff: time.Second, MaxWait: 60 * time.Second}, nil
 }
 
 // RunnerURL is the URL config.sh and the runner use for the scope.
@@ -172,6 +299,7 @@ type Runner struct {
 	Name   string
 	Status string // online, offline
 	Busy   bool
+	Labels []string
 }
 
 // APIError is a failed call, classified.
@@ -192,13 +320,40 @@ func (e *APIError) Error() string {
 
 func (e *APIError) Unwrap() error { return e.Err }
 
+type retryCutoffKey struct{}
+
+// WithRetryCutoff marks ctx for a call that must not be cut off in flight
+// (a registration GitHub may complete anyway, so the worker needs its
+// answer) but must not start another attempt once cutoff is done.
+func WithRetryCutoff(ctx, cutoff context.Context) context.Context {
+	return context.WithValue(ctx, retryCutoffKey{}, cutoff)
+}
+
+// Uncertain reports whether a failed call may have taken effect at GitHub
+// all the same: its answer was lost (a transport error, a timeout, a 5xx,
+// time running out) or GitHub says the object already exists (409).
+func Uncertain(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return err != nil
+	}
+	return ae.Status == 0 || ae.Status >= 500 || ae.Status == http.StatusConflict
+}
+
 // call runs one API operation with retries: server errors, rate limits
-// (waiting as GitHub asks, bounded) and transport errors are retried; 401,
-// 403 and 404 fail at once with what permission is missing.
+// and transport errors are retried; 401, 403 and 404 fail at once with
+// what permission is missing. A Retry-After header is honoured whatever
+// the status (GitHub's rule for rate limits), and no wait runs past ctx's
+// deadline: when the next attempt cannot happen in time, call returns the
+// last error at once.
 func (c *Client) call(ctx context.Context, op string, f func() (*gh.Response, error)) error {
-	var last error
 	for attempt := 1; ; attempt++ {
 		resp, err := f()
+		if resp != nil && resp.Rate.Limit > 0 {
+			c.rateMu.Lock()
+			c.rate = resp.Rate
+			c.rateMu.Unlock()
+		}
 		if err == nil {
 			return nil
 		}
@@ -206,52 +361,116 @@ func (c *Client) call(ctx context.Context, op string, f func() (*gh.Response, er
 		if resp != nil {
 			status = resp.StatusCode
 		}
-		var wait time.Duration
-		rateLimited := false
-		var rl *gh.RateLimitError
-		var abuse *gh.AbuseRateLimitError
-		switch {
-		case errors.As(err, &rl):
-			// go-github refuses to call again before the reset: wait for it
-			// (plus a second, the reset has whole-second precision).
-			wait, rateLimited = time.Until(rl.Rate.Reset.Time)+time.Second, true
-			if wait > MaxRateLimitWait {
-				return &APIError{Op: op, Status: status, Err: fmt.Errorf("rate limit exhausted until %s", rl.Rate.Reset.Time.Format(time.RFC3339)), Hint: "use a GitHub App or another token for this endpoint"}
-			}
-		case errors.As(err, &abuse):
-			wait, rateLimited = abuse.GetRetryAfter(), true
-			if wait == 0 {
-				wait = c.Backoff * 10
-			}
-		case status == 401:
-			return &APIError{Op: op, Status: status, Err: errors.New("bad credentials: the PAT is invalid or expired"), Hint: c.scope.MissingPermission()}
-		case status == 403:
-			return &APIError{Op: op, Status: status, Err: errors.New("forbidden"), Hint: c.scope.MissingPermission()}
-		case status == 404:
-			return &APIError{Op: op, Status: status, Err: fmt.Errorf("%s %s not found, or the credential cannot see it", c.scope.Kind, c.scope), Hint: c.scope.MissingPermission()}
-		case status >= 500 || status == 0 || status == 429:
-			wait = c.Backoff << min(attempt-1, 10)
-			wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
-		default:
-			return &APIError{Op: op, Status: status, Err: err}
+		wait, rateLimited, fatal := c.classify(op, attempt, status, resp, err)
+		if fatal != nil {
+			return fatal
 		}
-		last = err
+		if rateLimited && c.FailOnRateLimit {
+			return &APIError{Op: op, Status: status, Err: fmt.Errorf("rate limited, not waiting: %w", err)}
+		}
 		if attempt >= c.Attempts {
-			return &APIError{Op: op, Status: status, Err: fmt.Errorf("giving up after %d attempts: %w", attempt, last)}
+			return &APIError{Op: op, Status: status, Err: fmt.Errorf("giving up after %d attempts: %w", attempt, err)}
 		}
-		if wait > c.MaxWait && !rateLimited {
-			wait = c.MaxWait
+		if werr := c.wait(ctx, op, status, wait, rateLimited, err); werr != nil {
+			return werr
 		}
-		if wait < 0 {
-			wait = 0
+	}
+}
+
+// classify says how long to wait before retrying a failed attempt, or
+// returns the error that ends the call.
+func (c *Client) classify(op string, attempt, status int, resp *gh.Response, err error) (wait time.Duration, rateLimited bool, fatal error) {
+	var rl *gh.RateLimitError
+	var abuse *gh.AbuseRateLimitError
+	retryAfter, hasRetryAfter := retryAfterHeader(resp)
+	switch {
+	case errors.As(err, &rl):
+		// go-github refuses to call again before the reset: wait for it
+		// (plus a second, the reset has whole-second precision).
+		wait = time.Until(rl.Rate.Reset.Time) + time.Second
+		if wait > MaxRateLimitWait {
+			return 0, false, &APIError{Op: op, Status: status, Err: fmt.Errorf("rate limit exhausted until %s", rl.Rate.Reset.Time.Format(time.RFC3339)), Hint: "use a GitHub App or another token for this endpoint"}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return &APIError{Op: op, Status: status, Err: fmt.Errorf("%w (last error: %v)", ctx.Err(), last)}
-		case <-t.C:
+		return wait, true, nil
+	case errors.As(err, &abuse):
+		if wait = abuse.GetRetryAfter(); wait == 0 {
+			wait = c.Backoff * 10
 		}
+		return wait, true, nil
+	case hasRetryAfter && (status == 403 || status == 429 || status >= 500):
+		if retryAfter > MaxRateLimitWait {
+			return 0, false, &APIError{Op: op, Status: status, Err: fmt.Errorf("GitHub's rate limit asks to wait %v (Retry-After), longer than %v", retryAfter, MaxRateLimitWait), Hint: "use a GitHub App or another token for this endpoint"}
+		}
+		return retryAfter, true, nil
+	case status == 401:
+		return 0, false, &APIError{Op: op, Status: status, Err: errors.New("bad credentials: the PAT is invalid or expired"), Hint: c.scope.MissingPermission()}
+	case status == 403:
+		return 0, false, &APIError{Op: op, Status: status, Err: errors.New("forbidden"), Hint: c.scope.MissingPermission()}
+	case status == 404:
+		return 0, false, &APIError{Op: op, Status: status, Err: fmt.Errorf("%s %s not found, or the credential cannot see it", c.scope.Kind, c.scope), Hint: c.scope.MissingPermission()}
+	case status >= 500 || status == 0 || status == 429:
+		wait = c.Backoff << min(attempt-1, 10)
+		return wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1)), false, nil
+	}
+	return 0, false, &APIError{Op: op, Status: status, Err: err}
+}
+
+// retryAfterHeader reads Retry-After: seconds or an HTTP date.
+func retryAfterHeader(resp *gh.Response) (time.Duration, bool) {
+	if resp == nil || resp.Response == nil {
+		return 0, false
+	}
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+		return time.Duration(min(n, 1<<31)) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0), true
+	}
+	return 0, false
+}
+
+// wait sleeps before the next attempt, unless ctx ends first, the retry
+// cutoff is done, or the wait would run past ctx's deadline.
+func (c *Client) wait(ctx context.Context, op string, status int, wait time.Duration, rateLimited bool, last error) error {
+	if !rateLimited {
+		wait = min(wait, c.MaxWait)
+	}
+	wait = max(wait, 0)
+	var cutoff <-chan struct{}
+	if cut, ok := ctx.Value(retryCutoffKey{}).(context.Context); ok {
+		cutoff = cut.Done()
+	}
+	stopped := func() error {
+		return &APIError{Op: op, Status: status, Err: fmt.Errorf("not retried, the job is cancelled: %w", last)}
+	}
+	select {
+	case <-cutoff:
+		return stopped()
+	default:
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+		what := "another attempt"
+		if rateLimited {
+			what = fmt.Sprintf("the %v GitHub's rate limit asks to wait", wait.Round(time.Second))
+		}
+		return &APIError{Op: op, Status: status, Err: fmt.Errorf("no time left for %s: %w", what, last)}
+	}
+	if rateLimited {
+		c.log.Warn("GitHub rate limit: waiting before retrying", "op", op, "status", status, "retry_in", wait)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return &APIError{Op: op, Status: status, Err: fmt.Errorf("%w (last error: %v)", ctx.Err(), last)}
+	case <-cutoff:
+		return stopped()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -268,7 +487,7 @@ func (c *Client) RunnerGroupID(ctx context.Context, name string) (int64, error) 
 		var resp *gh.Response
 		switch c.scope.Kind {
 		case Repo:
-			return 0, fmt.Errorf("runner_group %q: repository runners have no runner groups; leave it empty", name)
+			return 0, fmt.Errorf("runner_group %s: repository runners have no runner groups; leave it empty", secret.Preview(name))
 		case Org:
 			var groups *gh.RunnerGroups
 			err := c.call(ctx, "list runner groups", func() (*gh.Response, error) {
@@ -302,7 +521,7 @@ func (c *Client) RunnerGroupID(ctx context.Context, name string) (int64, error) 
 			}
 		}
 		if resp == nil || resp.NextPage == 0 {
-			return 0, fmt.Errorf("runner_group %q does not exist in %s %s", name, c.scope.Kind, c.scope)
+			return 0, fmt.Errorf("runner_group %s does not exist in %s %s", secret.Preview(name), c.scope.Kind, c.scope)
 		}
 		opts.Page = resp.NextPage
 	}
@@ -383,16 +602,46 @@ func (c *Client) GetRunner(ctx context.Context, id int64) (r Runner, found bool,
 	if err != nil {
 		return Runner{}, false, err
 	}
-	return Runner{ID: gr.GetID(), Name: gr.GetName(), Status: gr.GetStatus(), Busy: gr.GetBusy()}, true, nil
+	return runnerOf(gr), true, nil
 }
 
-// FindRunner looks a runner up by name (token mode learns its id this way
-// when the runner's own files do not say).
+// MaxFindPages bounds the pages FindRunner reads (100 runners a page):
+// GitHub filters by name, but a server that ignores the filter (older
+// GitHub Enterprise Server) lists every runner.
+const MaxFindPages = 10
+
+// FindRunner looks a runner up by its name, which GitHub keeps unique per
+// scope (a registration whose answer was lost is found this way).
 func (c *Client) FindRunner(ctx context.Context, name string) (Runner, bool, error) {
 	opts := &gh.ListRunnersOptions{Name: &name, ListOptions: gh.ListOptions{PerPage: 100}}
+	for range MaxFindPages {
+		rs, next, err := c.listRunners(ctx, opts)
+		if err != nil {
+			return Runner{}, false, err
+		}
+		for _, r := range rs {
+			if r.Name == name {
+				return r, true, nil
+			}
+		}
+		if next == 0 {
+			return Runner{}, false, nil
+		}
+		opts.Page = next
+	}
+	return Runner{}, false, fmt.Errorf("look up runner %s: not in the first %d pages of the runner list", name, MaxFindPages)
+}
+
+// RunnersPage lists one page (from 1) of the scope's runners, 100 a page,
+// and returns the next page's number (0 after the last).
+func (c *Client) RunnersPage(ctx context.Context, page int) ([]Runner, int, error) {
+	return c.listRunners(ctx, &gh.ListRunnersOptions{ListOptions: gh.ListOptions{Page: page, PerPage: 100}})
+}
+
+func (c *Client) listRunners(ctx context.Context, opts *gh.ListRunnersOptions) ([]Runner, int, error) {
 	var rs *gh.Runners
+	var resp *gh.Response
 	err := c.call(ctx, "list runners", func() (*gh.Response, error) {
-		var resp *gh.Response
 		var err error
 		switch c.scope.Kind {
 		case Repo:
@@ -405,14 +654,21 @@ func (c *Client) FindRunner(ctx context.Context, name string) (Runner, bool, err
 		return resp, err
 	})
 	if err != nil {
-		return Runner{}, false, err
+		return nil, 0, err
 	}
+	var out []Runner
 	for _, r := range rs.Runners {
-		if r.GetName() == name {
-			return Runner{ID: r.GetID(), Name: r.GetName(), Status: r.GetStatus(), Busy: r.GetBusy()}, true, nil
-		}
+		out = append(out, runnerOf(r))
 	}
-	return Runner{}, false, nil
+	return out, resp.NextPage, nil
+}
+
+func runnerOf(r *gh.Runner) Runner {
+	var labels []string
+	for _, l := range r.Labels {
+		labels = append(labels, l.GetName())
+	}
+	return Runner{ID: r.GetID(), Name: r.GetName(), Status: r.GetStatus(), Busy: r.GetBusy(), Labels: labels}
 }
 
 // DeleteRunner removes a runner by id. A runner GitHub already removed

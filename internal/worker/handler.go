@@ -11,7 +11,9 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
@@ -34,30 +36,57 @@ type Handler struct {
 	Flavour, CUDA string
 	// GitHubBackoff is the first wait between GitHub retries (default 1 s).
 	GitHubBackoff time.Duration
-	// StopGrace is how long the runner gets to stop after SIGTERM.
+	// StopGrace is how long the runner gets to stop after SIGTERM before
+	// SIGKILL (default 10 s, or half the cancel budget if less).
 	StopGrace time.Duration
 	// CleanupTimeout bounds removing the runner from GitHub (default 2 min).
 	CleanupTimeout time.Duration
 	// RunnerAccount is the unprivileged account runner_user "runner" means
 	// (default "runner", which the image creates).
 	RunnerAccount string
+	// Grace is what the worker gives a cancelled job to return and post
+	// its result (runpod.Options.Grace; default 25 s). Stopping the runner,
+	// finishing a registration in flight and removing the runner all fit
+	// in it, with a fifth (at least 2 s) kept for posting the result.
+	Grace time.Duration
+
+	gateOnce, openOnce sync.Once
+	gate               chan struct{} // closed when the first job's registration is over
+}
+
+// Registered is closed once the first job's registration is over (the
+// runner registered, or the registration failed, or the job ended before
+// one): from then on a sweep no longer competes with it for GitHub's
+// rate limit.
+func (h *Handler) Registered() <-chan struct{} {
+	h.gateOnce.Do(func() { h.gate = make(chan struct{}) })
+	return h.gate
+}
+
+func (h *Handler) registrationOver() {
+	h.Registered()
+	h.openOnce.Do(func() { close(h.gate) })
 }
 
 // Result is the job's output.
 type Result struct {
-	RunnerName    string   `json:"runner_name"`
-	RunnerID      int64    `json:"runner_id"`
-	Scope         string   `json:"scope"`
-	Labels        []string `json:"labels"`
-	Mode          string   `json:"mode"`
-	JobRan        bool     `json:"job_ran"`
-	JobName       string   `json:"job_name,omitempty"`
-	JobResult     string   `json:"job_result,omitempty"`
-	RunnerRemoved string   `json:"runner_removed"` // "by GitHub", "by the worker", or "no" (with an error)
-	Restarts      int      `json:"runner_restarts,omitempty"`
-	WaitSeconds   float64  `json:"wait_seconds"`
-	JobSeconds    float64  `json:"job_seconds"`
-	TotalSeconds  float64  `json:"total_seconds"`
+	RunnerName string   `json:"runner_name"`
+	RunnerID   int64    `json:"runner_id"`
+	Scope      string   `json:"scope"`
+	Labels     []string `json:"labels"`
+	Mode       string   `json:"mode"`
+	JobRan     bool     `json:"job_ran"`
+	JobName    string   `json:"job_name,omitempty"`
+	JobResult  string   `json:"job_result,omitempty"`
+	// RunnerRemoved is "by GitHub", "by the worker", "no" (with an error),
+	// "unknown" (a registration call ended without GitHub's answer, and
+	// GitHub could not be asked or lists no runner yet: one may still
+	// appear, for a later sweep), or "" (nothing was registered).
+	RunnerRemoved string  `json:"runner_removed"`
+	Restarts      int     `json:"runner_restarts,omitempty"`
+	WaitSeconds   float64 `json:"wait_seconds"`
+	JobSeconds    float64 `json:"job_seconds"`
+	TotalSeconds  float64 `json:"total_seconds"`
 }
 
 // JobError is a failed job with the result so far (runner, cleanup).
@@ -69,14 +98,20 @@ type JobError struct {
 // Error says what failed and what became of the runner; cleanup runs after
 // the error is made, so this reads the result when the error is printed.
 func (e *JobError) Error() string {
-	if e.Result == nil || e.Result.RunnerID == 0 {
+	r := e.Result
+	switch {
+	case r == nil || (r.RunnerID == 0 && r.RunnerRemoved == ""):
 		return e.Err.Error()
+	case r.RunnerID == 0 && r.RunnerRemoved == "unknown":
+		return fmt.Sprintf("%v [runner %s, id unknown, removed: unknown: GitHub may still complete the registration, so a runner of this name may still appear; a later worker's sweep removes it]", e.Err, r.RunnerName)
+	case r.RunnerID == 0:
+		return fmt.Sprintf("%v [runner %s, id unknown, removed: %s]", e.Err, r.RunnerName, r.RunnerRemoved)
 	}
-	removed := e.Result.RunnerRemoved
+	removed := r.RunnerRemoved
 	if removed == "" {
 		removed = "pending"
 	}
-	return fmt.Sprintf("%v [runner %s, id %d, removed: %s]", e.Err, e.Result.RunnerName, e.Result.RunnerID, removed)
+	return fmt.Sprintf("%v [runner %s, id %d, removed: %s]", e.Err, r.RunnerName, r.RunnerID, removed)
 }
 func (e *JobError) Unwrap() error { return e.Err }
 
@@ -89,15 +124,36 @@ func (h *Handler) getenv(k string) string {
 
 var nameSafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-// RunnerName is unique per pod and job, within GitHub's 64 characters.
-func RunnerName(podID, jobID string) string {
-	name := "runpod-" + nameSafe.ReplaceAllString(podID, "-") + "-" + nameSafe.ReplaceAllString(jobID, "-")
-	if len(name) > 64 {
+// RunnerName is unique per pod, job and second, within GitHub's 64
+// characters: runpod-<pod>-<job>-t<unix seconds>, at the time the
+// registration call starts. GitHub's runner list has no creation time;
+// the name carries it, so a later worker can tell a runner a killed
+// worker left (see Sweep).
+func RunnerName(podID, jobID string, at time.Time) string {
+	stamp := fmt.Sprintf("-t%010d", at.Unix())
+	body := nameSafe.ReplaceAllString(podID, "-") + "-" + nameSafe.ReplaceAllString(jobID, "-")
+	if room := 64 - len("runpod-") - len(stamp); len(body) > room {
 		sum := sha256.Sum256([]byte(podID + "/" + jobID))
-		name = name[:51] + "-" + hex.EncodeToString(sum[:])[:12]
+		body = body[:room-13] + "-" + hex.EncodeToString(sum[:])[:12]
 	}
-	return name
+	return "runpod-" + body + stamp
 }
+
+var ownRunner = regexp.MustCompile(`^runpod-[A-Za-z0-9._-]+-t([0-9]{10})$`)
+
+// runnerBorn reads the time in a name RunnerName made.
+func runnerBorn(name string) (time.Time, bool) {
+	m := ownRunner.FindStringSubmatch(name)
+	if m == nil {
+		return time.Time{}, false
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	return time.Unix(n, 0), true
+}
+
+// OwnLabel marks the runners this worker registers: the sweep removes
+// only runners that carry it (and the worker's naming scheme).
+const OwnLabel = "wgr-ephemeral"
 
 // Labels are what the runner advertises: JIT adds no defaults, so
 // self-hosted, linux and the architecture come first.
@@ -111,7 +167,7 @@ func (h *Handler) Labels(extra []string) []string {
 	if cuda == "" {
 		cuda = h.getenv("WORKER_CUDA_VERSION")
 	}
-	ls := []string{"self-hosted", "linux", arch, "runpod"}
+	ls := []string{"self-hosted", "linux", arch, "runpod", OwnLabel}
 	if h.PodID != "" {
 		ls = append(ls, nameSafe.ReplaceAllString(h.PodID, "-"))
 	}
@@ -140,103 +196,117 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 		log = slog.Default()
 	}
 	log = log.With("request_id", job.ID)
+	defer h.registrationOver()
+	redactor := h.secrets()
 	in, err := ParseInput(job.Input, h.getenv)
 	if err != nil {
-		return nil, err
+		return nil, errors.New(errLine(redactor, err))
 	}
 	if in.SelfTest {
 		return h.selfTest()
 	}
-	redactor := &secret.Redactor{}
 	redactor.Add(in.PAT)
-	token := in.PAT
-	if token.Empty() && in.App != nil {
-		// A short-lived installation token instead of a personal PAT.
-		if token, err = github.InstallationToken(ctx, in.APIURL, *in.App, h.HTTP); err != nil {
-			return nil, err
-		}
-		redactor.Add(token)
-	}
-
-	gh, err := github.NewClient(in.Scope, github.Options{APIURL: in.APIURL, Token: token, HTTP: h.HTTP})
-	if err != nil {
-		return nil, err
-	}
-	if h.GitHubBackoff > 0 {
-		gh.Backoff = h.GitHubBackoff
-		gh.MaxWait = 20 * h.GitHubBackoff
-	}
-	res := &Result{
-		RunnerName: RunnerName(h.PodID, job.ID),
-		Scope:      in.Scope.String(),
-		Labels:     h.Labels(in.Labels),
-		Mode:       in.Mode,
-	}
-	root := h.runnerRoot()
-	fail := func(err error) (any, error) {
-		res.TotalSeconds = time.Since(start).Seconds()
-		return nil, &JobError{Err: errors.New(redactor.Redact(err.Error())), Result: res}
-	}
-
-	groupID, err := gh.RunnerGroupID(ctx, in.RunnerGroup)
-	if err != nil {
-		return fail(err)
+	if in.App != nil {
+		redactor.Add(in.App.PrivateKey)
 	}
 	account := in.RunnerUser
 	if account == "runner" && h.RunnerAccount != "" {
 		account = h.RunnerAccount
 	}
+	if err := checkRunner(h.runnerRoot(), account); err != nil {
+		return nil, err
+	}
+	gh, err := h.client(ctx, in, in.Scope, redactor, log)
+	if err != nil {
+		return nil, errors.New(errLine(redactor, err))
+	}
+	shutdown, stop := afterCancel(ctx, h.budget())
+	defer stop()
+	s := &session{h: h, in: in, gh: gh, log: log, redactor: redactor, start: start, shutdown: shutdown, jobID: job.ID, res: &Result{
+		Scope:  in.Scope.String(),
+		Labels: h.Labels(in.Labels),
+		Mode:   in.Mode,
+	}}
+	defer s.cleanup()
+	return s.run(ctx, u, account)
+}
+
+// client is a GitHub client for scope with the input's credential; a
+// GitHub App's installation token is minted here.
+func (h *Handler) client(ctx context.Context, in *Input, scope github.Scope, redactor *secret.Redactor, log *slog.Logger) (*github.Client, error) {
+	o := github.Options{APIURL: in.APIURL, Token: in.PAT, HTTP: h.HTTP, Log: log, TestOnlyAllowLoopbackHTTP: in.TestOnlyAllowLoopbackHTTP}
+	if o.Token.Empty() && in.App != nil {
+		tok, err := github.InstallationToken(ctx, o, *in.App)
+		if err != nil {
+			return nil, err
+		}
+		redactor.Add(tok)
+		o.Token = tok
+	}
+	gh, err := github.NewClient(scope, o)
+	if err == nil && h.GitHubBackoff > 0 {
+		gh.Backoff = h.GitHubBackoff
+		gh.MaxWait = 20 * h.GitHubBackoff
+	}
+	return gh, err
+}
+
+// session is one job from registration to cleanup.
+type session struct {
+	h        *Handler
+	in       *Input
+	gh       *github.Client
+	log      *slog.Logger
+	redactor *secret.Redactor
+	res      *Result
+	start    time.Time
+	// shutdown outlives a cancel by the grace budget: registration and
+	// cleanup run on it.
+	shutdown context.Context
+	jobID    string
+	// registering is set once GitHub may hold the runner: from then on
+	// cleanup removes it, by name when its id is unknown. uncertain says
+	// the registration call ended without GitHub's answer: a runner may
+	// appear after cleanup looked for it.
+	registering, uncertain bool
+}
+
+func (s *session) fail(err error) (any, error) {
+	s.res.TotalSeconds = time.Since(s.start).Seconds()
+	return nil, &JobError{Err: errors.New(errLine(s.redactor, err)), Result: s.res}
+}
+
+func (s *session) run(ctx context.Context, u runpod.Updater, account string) (any, error) {
+	groupID, err := s.gh.RunnerGroupID(ctx, s.in.RunnerGroup)
+	if err != nil {
+		return s.fail(err)
+	}
 	rcfg := runner.Config{
-		Root:        root,
+		Root:        s.h.runnerRoot(),
 		User:        account,
-		BaseEnv:     h.environ(),
-		Deny:        splitComma(h.getenv("RUNNER_ENV_DENY")),
-		Allow:       splitComma(h.getenv("RUNNER_ENV_ALLOW")),
-		IdleTimeout: in.IdleTimeout,
-		JobTimeout:  in.JobTimeout,
-		StopGrace:   h.StopGrace,
-		Redactor:    redactor,
-		Log:         log,
+		BaseEnv:     s.h.environ(),
+		Deny:        splitComma(s.h.getenv("RUNNER_ENV_DENY")),
+		Allow:       splitComma(s.h.getenv("RUNNER_ENV_ALLOW")),
+		IdleTimeout: s.in.IdleTimeout,
+		JobTimeout:  s.in.JobTimeout,
+		StopGrace:   s.h.stopGrace(),
+		Redactor:    s.redactor,
+		Log:         s.log,
 		OnLine: func(line string) {
-			log.Info("runner", "line", line)
+			s.log.Info("runner", "line", line)
 			u.Stream(line)
 		},
 	}
-
-	// Register. From the moment GitHub returns an id, every path below
-	// removes the runner again.
-	switch in.Mode {
-	case "token":
-		tok, err := gh.RegistrationToken(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		cerr := runner.Configure(ctx, rcfg, runner.ConfigureOptions{URL: gh.RunnerURL(), Token: tok, Name: res.RunnerName, Labels: res.Labels, RunnerGroup: in.RunnerGroup, WorkFolder: "_work"})
-		id, rerr := runner.ReadRunnerID(root)
-		if rerr != nil || id == 0 {
-			if r, found, ferr := gh.FindRunner(context.WithoutCancel(ctx), res.RunnerName); ferr == nil && found {
-				id = r.ID
-			}
-		}
-		res.RunnerID = id
-		defer h.cleanup(ctx, gh, res, log)
-		if cerr != nil {
-			return fail(cerr)
-		}
-		if id == 0 {
-			return fail(errors.New("configure runner: registered, but its id is unknown"))
-		}
-	default:
-		id, jit, err := gh.JITConfig(ctx, res.RunnerName, groupID, res.Labels, "_work")
-		if err != nil {
-			return fail(err)
-		}
-		res.RunnerID = id
-		defer h.cleanup(ctx, gh, res, log)
-		redactor.Add(jit)
-		rcfg.JIT = jit
+	err = s.register(ctx, groupID, &rcfg)
+	s.h.registrationOver()
+	if err != nil {
+		return s.fail(err)
 	}
-	log.Info("runner registered", "runner", res.RunnerName, "runner_id", res.RunnerID, "scope", res.Scope, "labels", strings.Join(res.Labels, ","), "mode", in.Mode)
+	if ctx.Err() != nil {
+		return s.fail(fmt.Errorf("cancelled (%v) while the runner was being registered", context.Cause(ctx)))
+	}
+	res := s.res
+	s.log.Info("runner registered", "runner", res.RunnerName, "runner_id", res.RunnerID, "scope", res.Scope, "labels", strings.Join(res.Labels, ","), "mode", s.in.Mode)
 	u.Progress(map[string]any{"stage": "registered", "runner_name": res.RunnerName, "runner_id": res.RunnerID, "labels": res.Labels})
 
 	rr, err := runner.Run(ctx, rcfg)
@@ -247,18 +317,18 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 	} else {
 		res.WaitSeconds = rr.Ended.Sub(rr.Started).Seconds()
 	}
-	res.TotalSeconds = time.Since(start).Seconds()
+	res.TotalSeconds = time.Since(s.start).Seconds()
 	switch {
 	case err != nil:
-		return fail(err)
+		return s.fail(err)
 	case rr.IdleTimedOut:
-		return fail(fmt.Errorf("no workflow job was assigned within idle_timeout %v: check that a queued job's runs-on matches these labels: %s", in.IdleTimeout, strings.Join(res.Labels, ", ")))
+		return s.fail(fmt.Errorf("no workflow job was assigned within idle_timeout %v: check that a queued job's runs-on matches these labels: %s", s.in.IdleTimeout, strings.Join(res.Labels, ", ")))
 	case rr.JobTimedOut:
-		return fail(fmt.Errorf("the workflow job %q ran longer than job_timeout %v and was stopped", rr.JobName, in.JobTimeout))
+		return s.fail(fmt.Errorf("the workflow job %q ran longer than job_timeout %v and was stopped", rr.JobName, s.in.JobTimeout))
 	case rr.Cancelled:
-		return fail(fmt.Errorf("cancelled (%v): the runner was stopped", context.Cause(ctx)))
+		return s.fail(fmt.Errorf("cancelled (%v): the runner was stopped", context.Cause(ctx)))
 	case !rr.JobStarted:
-		return fail(fmt.Errorf("the runner exited (code %d) without running a job", rr.ExitCode))
+		return s.fail(fmt.Errorf("the runner exited (code %d) without running a job", rr.ExitCode))
 	}
 	return res, nil
 }
@@ -280,32 +350,4 @@ func (h *Handler) environ() []string {
 		return h.Environ()
 	}
 	return os.Environ()
-}
-
-// cleanup removes the runner unless GitHub already did (it removes an
-// ephemeral runner after its job). It runs on every path, with a context of
-// its own, so a cancelled job still cleans up.
-func (h *Handler) cleanup(ctx context.Context, gh *github.Client, res *Result, log *slog.Logger) {
-	if res.RunnerID == 0 {
-		return
-	}
-	timeout := h.CleanupTimeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	_, found, err := gh.GetRunner(cctx, res.RunnerID)
-	if err == nil && !found {
-		res.RunnerRemoved = "by GitHub"
-		log.Info("runner already removed by GitHub", "runner_id", res.RunnerID)
-		return
-	}
-	if err := gh.DeleteRunner(cctx, res.RunnerID); err != nil {
-		res.RunnerRemoved = "no"
-		log.Error("could not remove the runner from GitHub: it stays listed until GitHub reaps it", "runner_id", res.RunnerID, "error", err)
-		return
-	}
-	res.RunnerRemoved = "by the worker"
-	log.Info("runner removed", "runner_id", res.RunnerID)
 }

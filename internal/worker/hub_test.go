@@ -30,6 +30,9 @@ func TestRunPodHubFiles(t *testing.T) {
 	for _, f := range Fields {
 		known[f[1]] = true
 	}
+	for _, k := range Settings {
+		known[k] = true
+	}
 	for _, e := range hub.Config.Env {
 		if !known[e.Key] {
 			t.Errorf("hub.json offers %s, which the worker does not read", e.Key)

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
@@ -32,6 +34,13 @@ type Input struct {
 	RunnerUser  string // "runner" or "root"
 	// SelfTest checks the image and registers nothing (RunPod Hub tests).
 	SelfTest bool
+	// FromEndpoint says the credential is the endpoint's (its environment),
+	// not the job's: it is then used only with the endpoint's API URL and
+	// scopes.
+	FromEndpoint bool
+	// TestOnlyAllowLoopbackHTTP is WGR_TEST_ALLOW_HTTP_LOOPBACK=1: tests
+	// against a fake GitHub on 127.0.0.1 over plain http. Never in production.
+	TestOnlyAllowLoopbackHTTP bool
 }
 
 // Defaults when neither the input nor the environment says.
@@ -68,8 +77,38 @@ var Fields = [][2]string{
 
 var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
 
+// Endpoint settings that are not job input fields.
+const (
+	// EnvAllowedScopes lists the organisations, owner/repo and
+	// enterprises/<slug> the endpoint's credential may be used for
+	// (default: GITHUB_ORG's value).
+	EnvAllowedScopes = "ALLOWED_GITHUB_SCOPES"
+	// EnvAllowRoot allows runner_user root (default off).
+	EnvAllowRoot = "RUNNER_ALLOW_ROOT"
+	// EnvTestLoopbackHTTP=1 lets credentials go over plain http to a
+	// loopback address: for tests against a fake GitHub only.
+	EnvTestLoopbackHTTP = "WGR_TEST_ALLOW_HTTP_LOOPBACK"
+)
+
+// StartupWarnings are what a worker started with this environment must
+// say loudly: settings that weaken its security.
+func StartupWarnings(getenv func(string) string) []string {
+	var w []string
+	if getenv(EnvTestLoopbackHTTP) != "" {
+		w = append(w, EnvTestLoopbackHTTP+" is set: credentials may go over plain http to 127.0.0.1/localhost; it is for tests against a fake GitHub only, never set it on an endpoint")
+	}
+	return w
+}
+
+// Settings are the endpoint's variables that are not job input fields
+// (WORKER_* and RUNNER_ROOT come with the image).
+var Settings = []string{EnvAllowedScopes, EnvAllowRoot, EnvSweep, EnvSweepAfter, "RUNNER_ENV_DENY", "RUNNER_ENV_ALLOW"}
+
 // ParseInput validates a job's input (a JSON object) with environment
-// fallbacks. All problems are reported together.
+// fallbacks and the endpoint's rules for its own credential. All problems
+// are reported together; input values are echoed only when short and not
+// credential-like (secret.Preview), and never for fields whose values may
+// be secrets.
 func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 	var in rawInput
 	trimmed := bytes.TrimSpace(raw)
@@ -83,12 +122,17 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 		for _, f := range Fields {
 			names = append(names, f[0])
 		}
-		return nil, fmt.Errorf("invalid input: %v (known fields: %s)", cleanJSONError(err), strings.Join(names, ", "))
+		return nil, fmt.Errorf("invalid input: %s (known fields: %s)", jsonError(err), strings.Join(names, ", "))
 	}
 	if in.SelfTest {
 		return &Input{SelfTest: true}, nil
 	}
 	var errs []string
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
 	str := func(v *string, env string) string {
 		if v != nil {
 			return strings.TrimSpace(*v)
@@ -96,65 +140,222 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 		return strings.TrimSpace(getenv(env))
 	}
 	out := &Input{
-		PAT:         secret.New(str(in.GitHubPAT, "GITHUB_PAT")),
-		RunnerGroup: str(in.RunnerGroup, "RUNNER_GROUP"),
-		APIURL:      str(in.GitHubAPIURL, "GITHUB_API_URL"),
-		Mode:        strings.ToLower(str(in.Mode, "RUNNER_MODE")),
-		RunnerUser:  str(in.RunnerUser, "RUNNER_USER"),
+		RunnerGroup:               str(in.RunnerGroup, "RUNNER_GROUP"),
+		Mode:                      strings.ToLower(str(in.Mode, "RUNNER_MODE")),
+		RunnerUser:                str(in.RunnerUser, "RUNNER_USER"),
+		TestOnlyAllowLoopbackHTTP: getenv(EnvTestLoopbackHTTP) == "1",
 	}
-	app, err := parseApp(in, getenv)
-	if err != nil {
-		errs = append(errs, err.Error())
+	check(parseCredential(in, getenv, out))
+	var err error
+	if in.GitHubOrg == nil {
+		err = oneOrg(getenv)
 	}
-	out.App = app
-	if out.PAT.Empty() && app == nil {
-		errs = append(errs, "github_pat is missing: give it in the input or set GITHUB_PAT on the endpoint (or GitHub App credentials: github_app_id, github_app_installation_id, github_app_private_key)")
-	} else if strings.ContainsAny(out.PAT.Reveal(), " \t\r\n") {
-		errs = append(errs, "github_pat contains white space")
+	if err == nil {
+		out.Scope, err = github.ParseScope(str(in.GitHubOrg, "GITHUB_ORG"))
 	}
-	scope, err := github.ParseScope(str(in.GitHubOrg, "GITHUB_ORG"))
-	if err != nil {
-		errs = append(errs, err.Error())
+	check(err)
+	out.APIURL, err = github.CanonicalAPIURL(str(in.GitHubAPIURL, "GITHUB_API_URL"), out.TestOnlyAllowLoopbackHTTP)
+	check(err)
+	if err == nil && out.FromEndpoint {
+		check(checkEndpointAPI(out, getenv))
 	}
-	out.Scope = scope
-	labels, err := parseLabels(in.Labels, getenv("RUNNER_LABELS"))
-	if err != nil {
-		errs = append(errs, err.Error())
+	if out.FromEndpoint && out.Scope.Owner != "" {
+		check(checkEndpointScope(out.Scope, getenv))
 	}
-	out.Labels = labels
-	if len(out.RunnerGroup) > 100 || strings.ContainsAny(out.RunnerGroup, "\r\n\x00") {
-		errs = append(errs, "runner_group must be a runner group's name")
+	out.Labels, err = parseLabels(in.Labels, getenv("RUNNER_LABELS"))
+	check(err)
+	if len(out.RunnerGroup) > 100 || strings.ContainsFunc(out.RunnerGroup, unicode.IsControl) {
+		errs = append(errs, "runner_group must be a runner group's name (one line, up to 100 characters)")
 	}
-	switch out.Mode {
-	case "", "jit":
-		out.Mode = "jit"
-	case "token":
-	default:
-		errs = append(errs, fmt.Sprintf("mode %q must be jit (default) or token", out.Mode))
-	}
-	switch out.RunnerUser {
-	case "":
-		out.RunnerUser = "runner"
-	case "runner", "root":
-	default:
-		errs = append(errs, fmt.Sprintf("runner_user %q must be runner (default) or root", out.RunnerUser))
-	}
-	if out.IdleTimeout, err = parseDuration("idle_timeout", in.IdleTimeout, getenv("RUNNER_IDLE_TIMEOUT"), DefaultIdleTimeout); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if out.JobTimeout, err = parseDuration("job_timeout", in.JobTimeout, getenv("RUNNER_JOB_TIMEOUT"), DefaultJobTimeout); err != nil {
-		errs = append(errs, err.Error())
-	}
+	check(parseEnums(out, getenv))
+	out.IdleTimeout, err = parseDuration("idle_timeout", in.IdleTimeout, getenv("RUNNER_IDLE_TIMEOUT"), DefaultIdleTimeout)
+	check(err)
+	out.JobTimeout, err = parseDuration("job_timeout", in.JobTimeout, getenv("RUNNER_JOB_TIMEOUT"), DefaultJobTimeout)
+	check(err)
 	if len(errs) > 0 {
 		return nil, errors.New("invalid input: " + strings.Join(errs, "; "))
 	}
 	return out, nil
 }
 
-// parseApp reads GitHub App credentials; all three or none.
+// jsonError explains a decoding error without echoing the input (Go's
+// messages quote unknown field names and number literals whole).
+func jsonError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("%s must be a %s, not a %s", secret.Preview(typ.Field), typ.Type, strings.Fields(typ.Value + " value")[0])
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name, uerr := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		if uerr != nil {
+			return "an unknown field"
+		}
+		return "unknown field " + secret.Preview(name)
+	}
+	return "not a valid JSON object"
+}
+
+// parseCredential picks the credential: the job's own (github_pat, or all
+// three GitHub App fields in the input), else the endpoint's (GITHUB_PAT,
+// else GITHUB_APP_*). A credential is never put together from both: the
+// endpoint's App key is used only with the endpoint's App settings.
+func parseCredential(in rawInput, getenv func(string) string, out *Input) error {
+	jobPAT := in.GitHubPAT != nil && strings.TrimSpace(*in.GitHubPAT) != ""
+	jobApp := given(in.AppID) || given(in.AppInstall) || in.AppKey != nil
+	var app *github.App
+	var err error
+	switch {
+	case jobPAT:
+		out.PAT = secret.New(strings.TrimSpace(*in.GitHubPAT))
+		if jobApp {
+			_, err = parseApp(in, nil)
+		}
+	case jobApp:
+		app, err = parseApp(in, nil)
+	default:
+		if in.GitHubPAT == nil { // an explicit "" turns the endpoint's PAT off
+			out.PAT = secret.New(strings.TrimSpace(getenv("GITHUB_PAT")))
+		}
+		if out.PAT.Empty() {
+			app, err = parseApp(rawInput{}, getenv)
+		}
+		out.FromEndpoint = !out.PAT.Empty() || app != nil
+	}
+	out.App = app
+	switch {
+	case err != nil:
+		return err
+	case out.PAT.Empty() && app == nil:
+		return errors.New("github_pat is missing: give it in the input or set GITHUB_PAT on the endpoint (or GitHub App credentials: github_app_id, github_app_installation_id, github_app_private_key)")
+	case strings.ContainsAny(out.PAT.Reveal(), " \t\r\n"):
+		return errors.New("github_pat contains white space")
+	}
+	return nil
+}
+
+func given(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+
+// checkEndpointAPI keeps the endpoint's credential at home: it goes only
+// to the endpoint's GITHUB_API_URL, or to github.com when that is unset.
+// A job may name another API URL only with a credential of its own.
+func checkEndpointAPI(out *Input, getenv func(string) string) error {
+	home, err := github.CanonicalAPIURL(getenv("GITHUB_API_URL"), out.TestOnlyAllowLoopbackHTTP)
+	if err == nil && out.APIURL == home {
+		return nil
+	}
+	return errors.New("github_api_url: the endpoint's credential is sent only to the endpoint's GITHUB_API_URL (github.com when it is unset); to use another server, give the job's own github_pat (or GitHub App credentials) in the input")
+}
+
+// oneOrg checks that GITHUB_ORG names one scope: a list there would
+// silently become the credential's allow-list.
+func oneOrg(getenv func(string) string) error {
+	if strings.Contains(getenv("GITHUB_ORG"), ",") {
+		return errors.New("the endpoint's GITHUB_ORG holds a list: it names one organisation, owner/repo or enterprises/<slug> (the default scope); list the scopes the endpoint's credential may be used for in " + EnvAllowedScopes)
+	}
+	return nil
+}
+
+// checkEndpointScope allows the endpoint's credential only for the scopes
+// in ALLOWED_GITHUB_SCOPES, else for GITHUB_ORG's value.
+func checkEndpointScope(scope github.Scope, getenv func(string) string) error {
+	allowed, setting, err := allowedScopes(getenv)
+	switch {
+	case err != nil:
+		return err
+	case len(allowed) == 0:
+		return errors.New("github_org: the endpoint sets neither GITHUB_ORG nor " + EnvAllowedScopes + ", so its credential may not be used; set one of them, or give the job's own github_pat")
+	case !permits(allowed, scope):
+		return fmt.Errorf("github_org %s: the endpoint's credential may be used only for its %s; give the job's own github_pat for another scope", secret.Preview(scope.String()), setting)
+	}
+	return nil
+}
+
+// allowedScopes reads ALLOWED_GITHUB_SCOPES, else GITHUB_ORG, and says
+// which it read.
+func allowedScopes(getenv func(string) string) ([]github.Scope, string, error) {
+	setting, list := EnvAllowedScopes, splitComma(getenv(EnvAllowedScopes))
+	if len(list) == 0 {
+		if err := oneOrg(getenv); err != nil {
+			return nil, "GITHUB_ORG", err
+		}
+		setting, list = "GITHUB_ORG", splitComma(getenv("GITHUB_ORG"))
+	}
+	var out []github.Scope
+	for i, s := range list {
+		sc, err := github.ParseScope(s)
+		if err != nil {
+			return nil, setting, fmt.Errorf("the endpoint's %s entry %d is not an organisation, owner/repo or enterprises/<slug>", setting, i+1)
+		}
+		out = append(out, sc)
+	}
+	return out, setting, nil
+}
+
+// permits: an entry allows itself; an organisation also its repositories.
+// GitHub's names are case-insensitive.
+func permits(allowed []github.Scope, s github.Scope) bool {
+	for _, a := range allowed {
+		sameOwner := strings.EqualFold(a.Owner, s.Owner)
+		switch {
+		case a.Kind == s.Kind && sameOwner && strings.EqualFold(a.Repo, s.Repo):
+			return true
+		case a.Kind == github.Org && s.Kind == github.Repo && sameOwner:
+			return true
+		}
+	}
+	return false
+}
+
+// parseEnums checks mode and runner_user without echoing them (a token
+// pasted into the wrong field must not end up in a log).
+func parseEnums(out *Input, getenv func(string) string) error {
+	var errs []string
+	switch out.Mode {
+	case "", "jit":
+		out.Mode = "jit"
+	case "token":
+	default:
+		errs = append(errs, "mode must be jit (default) or token")
+	}
+	switch out.RunnerUser {
+	case "":
+		out.RunnerUser = "runner"
+	case "runner":
+	case "root":
+		if !truthy(getenv(EnvAllowRoot)) {
+			errs = append(errs, "runner_user root is not allowed on this endpoint: a root runner's jobs can read the worker's secrets; set "+EnvAllowRoot+"=1 on the endpoint to allow it")
+		}
+	default:
+		errs = append(errs, "runner_user must be runner (default) or root")
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func truthy(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
+// parseApp reads GitHub App credentials, all three or none: from the
+// input when getenv is nil, else from the environment.
 func parseApp(in rawInput, getenv func(string) string) (*github.App, error) {
+	where := "in the input"
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	} else {
+		where = "on the endpoint (GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID, GITHUB_APP_PRIVATE_KEY)"
+	}
 	num := func(raw json.RawMessage, env string) (string, error) {
-		if len(raw) > 0 && string(raw) != "null" {
+		if given(raw) {
 			var n json.Number
 			if err := json.Unmarshal(raw, &n); err != nil {
 				var s string
@@ -180,7 +381,7 @@ func parseApp(in rawInput, getenv func(string) string) (*github.App, error) {
 		return nil, nil
 	}
 	if id == "" || inst == "" || key == "" {
-		return nil, errors.New("GitHub App credentials need all of github_app_id, github_app_installation_id and github_app_private_key")
+		return nil, errors.New("GitHub App credentials need all of github_app_id, github_app_installation_id and github_app_private_key " + where + " (the endpoint's App key is used only with the endpoint's App settings)")
 	}
 	a, errA := strconv.ParseInt(id, 10, 64)
 	b, errB := strconv.ParseInt(inst, 10, 64)
@@ -188,11 +389,6 @@ func parseApp(in rawInput, getenv func(string) string) (*github.App, error) {
 		return nil, errors.New("github_app_id and github_app_installation_id must be positive numbers")
 	}
 	return &github.App{ID: a, InstallationID: b, PrivateKey: secret.New(key)}, nil
-}
-
-func cleanJSONError(err error) string {
-	s := err.Error()
-	return strings.TrimPrefix(s, "json: ")
 }
 
 // parseLabels accepts a list of strings or a comma-separated string.
@@ -215,19 +411,12 @@ func parseLabels(raw json.RawMessage, env string) ([]string, error) {
 	if len(list) > 90 {
 		return nil, fmt.Errorf("%d labels: at most 90 extra labels", len(list))
 	}
-	for _, l := range list {
+	for i, l := range list {
 		if !labelRE.MatchString(l) {
-			return nil, fmt.Errorf("label %q: labels are up to 100 letters, digits, '.', '_', ':' and '-'", truncate(l, 40))
+			return nil, fmt.Errorf("label %d of %d %s: labels are up to 100 letters, digits, '.', '_', ':' and '-'", i+1, len(list), secret.Preview(l))
 		}
 	}
 	return list, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 func splitComma(s string) []string {
@@ -240,13 +429,18 @@ func splitComma(s string) []string {
 	return out
 }
 
-// parseDuration accepts seconds (a number) or a Go duration ("10m").
+// MaxTimeout bounds idle_timeout and job_timeout (RunPod's longest
+// execution timeout is five days).
+const MaxTimeout = 120 * time.Hour
+
+// parseDuration accepts seconds (a number) or a Go duration ("10m"),
+// between 1 s and MaxTimeout.
 func parseDuration(name string, raw json.RawMessage, env string, def time.Duration) (time.Duration, error) {
 	s := env
-	if len(raw) > 0 && string(raw) != "null" {
+	if given(raw) {
 		var n float64
 		if err := json.Unmarshal(raw, &n); err == nil {
-			s = strconv.FormatFloat(n, 'f', -1, 64)
+			s = strconv.FormatFloat(n, 'g', -1, 64)
 		} else if err := json.Unmarshal(raw, &s); err != nil {
 			return 0, fmt.Errorf("%s must be seconds or a duration like \"10m\"", name)
 		}
@@ -255,16 +449,22 @@ func parseDuration(name string, raw json.RawMessage, env string, def time.Durati
 	if s == "" {
 		return def, nil
 	}
+	outside := fmt.Errorf("%s must be between 1s and 120h, not %s", name, secret.Preview(s))
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		n, nerr := strconv.ParseFloat(s, 64)
-		if nerr != nil {
-			return 0, fmt.Errorf("%s %q must be seconds or a duration like \"10m\"", name, s)
+		switch {
+		case errors.Is(nerr, strconv.ErrRange):
+			return 0, outside
+		case nerr != nil:
+			return 0, fmt.Errorf("%s %s must be seconds or a duration like \"10m\"", name, secret.Preview(s))
+		case math.IsNaN(n) || n < 1 || n > MaxTimeout.Seconds():
+			return 0, outside
 		}
 		d = time.Duration(n * float64(time.Second))
 	}
-	if d <= 0 || d > 5*24*time.Hour {
-		return 0, fmt.Errorf("%s %v must be between 1s and 120h", name, d)
+	if d < time.Second || d > MaxTimeout {
+		return 0, outside
 	}
 	return d, nil
 }

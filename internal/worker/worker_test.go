@@ -14,9 +14,11 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,13 +47,22 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if lease != nil {
+		if err := lease.release(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
 	os.Exit(code)
 }
 
-// runnerUser returns a user to run the fake runner as: the test creates
-// one when it is root and useradd exists.
-var userOnce sync.Once
-var userErr error
+// runnerUser returns a user to run the fake runner as: the tests create
+// testUser when they are root and useradd exists, and remove it when they
+// end (see userLease).
+var (
+	userOnce sync.Once
+	userErr  error
+	lease    *userLease
+)
 
 func runnerUser(t *testing.T) (*user.User, bool) {
 	t.Helper()
@@ -60,18 +71,82 @@ func runnerUser(t *testing.T) (*user.User, bool) {
 			userErr = errors.New("not root: cannot create a user or switch to one")
 			return
 		}
-		if _, err := user.Lookup(testUser); err == nil {
-			return
-		}
-		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", testUser).CombinedOutput(); err != nil {
-			userErr = fmt.Errorf("useradd: %v %s", err, out)
-		}
+		lease, userErr = leaseUser(testUser)
 	})
 	if userErr != nil {
 		return nil, false
 	}
 	u, err := user.Lookup(testUser)
 	return u, err == nil
+}
+
+// userLease holds a system user the tests created. Several test processes
+// may use it at once (go test in two checkouts, say): each holds a shared
+// flock on <tmp>/<name>.lock while it does, so the user is never deleted
+// under it, and the last one to release it deletes the user.
+type userLease struct {
+	name string
+	f    *os.File
+}
+
+func leaseUser(name string) (*userLease, error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := user.Lookup(name); err != nil {
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", "worker-github_runner tests (temporary)", name).CombinedOutput()
+		// Exit 9: another test process created it meanwhile.
+		if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 9) {
+			f.Close()
+			return nil, fmt.Errorf("useradd: %v %s", err, out)
+		}
+	}
+	return &userLease{name: name, f: f}, nil
+}
+
+// release deletes the user unless another test process still holds it.
+func (l *userLease) release() error {
+	defer l.f.Close()
+	if syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return nil
+	}
+	if out, err := exec.Command("userdel", l.name).CombinedOutput(); err != nil {
+		return fmt.Errorf("userdel %s: %v %s", l.name, err, out)
+	}
+	return nil
+}
+
+// The test user is removed by the last test process that used it.
+func TestUserLeaseRemovesTheUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("not root: cannot create users")
+	}
+	const name = "wgr-test-lease"
+	a, err := leaseUser(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := leaseUser(name) // another test process, in effect
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.Lookup(name); err != nil {
+		t.Fatalf("the user was removed while another process used it: %v", err)
+	}
+	if err := b.release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.Lookup(name); err == nil {
+		t.Errorf("user %s left behind", name)
+	}
 }
 
 type env struct {
@@ -81,6 +156,8 @@ type env struct {
 	handler *Handler
 	dumpDir string
 	user    string
+	// env is the endpoint's environment the handler sees.
+	env map[string]string
 }
 
 // newEnv installs the fake runner into a fresh runner folder owned by the
@@ -119,15 +196,23 @@ func newEnv(t *testing.T, behaviour map[string]any) *env {
 		e.user = testUser
 	}
 	workerEnv := map[string]string{
-		"GITHUB_PAT":                 pat,
-		"RUNPOD_AI_API_KEY":          "rpa_SECRETKEY_abcdef",
-		"RUNPOD_WEBHOOK_GET_JOB":     "https://api.runpod.ai/v2/ep/job-take/$RUNPOD_POD_ID",
-		"RUNPOD_WEBHOOK_POST_OUTPUT": "https://api.runpod.ai/v2/ep/job-done/x",
-		"PATH":                       os.Getenv("PATH"),
-		"WORKER_FLAVOUR":             "gpu",
-		"WORKER_CUDA_VERSION":        "12.6.3",
-		"HARMLESS":                   "visible",
+		"GITHUB_PAT":                   pat,
+		"GITHUB_API_URL":               e.gh.URL + "/api/v3/",
+		"GITHUB_ORG":                   "my-org",
+		"ALLOWED_GITHUB_SCOPES":        "my-org,octo/hello-world,octo/repo,enterprises/acme",
+		"WGR_TEST_ALLOW_HTTP_LOOPBACK": "1",
+		"RUNPOD_AI_API_KEY":            "rpa_SECRETKEY_abcdef",
+		"RUNPOD_WEBHOOK_GET_JOB":       "https://api.runpod.ai/v2/ep/job-take/$RUNPOD_POD_ID",
+		"RUNPOD_WEBHOOK_POST_OUTPUT":   "https://api.runpod.ai/v2/ep/job-done/x",
+		"PATH":                         os.Getenv("PATH"),
+		"WORKER_FLAVOUR":               "gpu",
+		"WORKER_CUDA_VERSION":          "12.6.3",
+		"HARMLESS":                     "visible",
 	}
+	if e.user == "root" {
+		workerEnv["RUNNER_ALLOW_ROOT"] = "1"
+	}
+	e.env = workerEnv
 	e.handler = &Handler{
 		RunnerAccount: e.user,
 		Getenv:        func(k string) string { return workerEnv[k] },
@@ -167,9 +252,6 @@ func (e *env) run(t *testing.T, ctx context.Context, input map[string]any) (*Res
 	t.Helper()
 	if _, ok := input["runner_user"]; !ok && e.user == "root" {
 		input["runner_user"] = "root"
-	}
-	if _, ok := input["github_api_url"]; !ok {
-		input["github_api_url"] = e.gh.URL + "/api/v3/"
 	}
 	b, _ := json.Marshal(input)
 	rec := &recorder{}
@@ -241,7 +323,7 @@ func TestJobRunsAndRunnerIsGone(t *testing.T) {
 			if !res.JobRan || res.JobResult != "Succeeded" || res.RunnerRemoved != "by GitHub" || res.RunnerID == 0 {
 				t.Errorf("result %+v", res)
 			}
-			wantLabels := []string{"self-hosted", "linux", "x64", "runpod", "pod42", "gpu", "cuda-12.6.3", "pin-run-123"}
+			wantLabels := []string{"self-hosted", "linux", "x64", "runpod", OwnLabel, "pod42", "gpu", "cuda-12.6.3", "pin-run-123"}
 			if strings.Join(res.Labels, ",") != strings.Join(wantLabels, ",") {
 				t.Errorf("labels %v", res.Labels)
 			}
@@ -252,7 +334,7 @@ func TestJobRunsAndRunnerIsGone(t *testing.T) {
 					if tc.mode == "jit" {
 						got, _ := json.Marshal(r.Body["labels"])
 						want, _ := json.Marshal(wantLabels)
-						if string(got) != string(want) || r.Body["runner_group_id"] != 1.0 || r.Body["name"] != "runpod-pod42-job-1" {
+						if string(got) != string(want) || r.Body["runner_group_id"] != 1.0 || !regexp.MustCompile(`^runpod-pod42-job-1-t[0-9]{10}$`).MatchString(fmt.Sprint(r.Body["name"])) {
 							t.Errorf("JIT request %v", r.Body)
 						}
 					}

@@ -12,9 +12,13 @@
 package githubtest
 
 import (
+	"bytes"
+	"cmp"
+	"context"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,7 +29,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Runner is a registered runner.
@@ -52,7 +56,9 @@ func (r Runner) MarshalJSON() ([]byte, error) {
 // Request is a recorded API call.
 type Request struct {
 	Method, Path, Auth string
+	Query              string // the raw query (page=2, name=...)
 	Body               map[string]any
+	At                 time.Time // when it arrived
 }
 
 // Fault is an injected answer for the next matching request.
@@ -63,8 +69,20 @@ type Fault struct {
 	// RateLimit makes a 403 look like GitHub's primary rate limit
 	// (X-RateLimit-Remaining: 0, reset in one second).
 	RateLimit bool
-	// RetryAfter makes a 403 a secondary (abuse) rate limit.
+	// RetryAfter adds a Retry-After header (seconds) to a 403 (or Status)
+	// whose body is not go-github's secondary-limit shape: GitHub's rule
+	// is that the header alone says "wait this long".
 	RetryAfter int
+	// Delay holds the request this long, then handles it normally (or as
+	// Lost says). Like GitHub, the fake finishes a request whose client
+	// gave up: a slow registration still registers.
+	Delay time.Duration
+	// Lost handles the request (a runner gets registered), then answers
+	// Status (default 502) instead: the answer is lost on the way.
+	Lost bool
+	// Times repeats the fault for that many matching requests (default 1);
+	// a 500 storm is Times: 1000.
+	Times int
 }
 
 // GitHub is the fake. Create it with New.
@@ -85,6 +103,16 @@ type GitHub struct {
 	// mint tokens for JWTs signed by this key for app AppID.
 	AppKey *rsa.PublicKey
 	AppID  string
+	// IgnoreNameFilter lists every runner whatever ?name= says, as GitHub
+	// Enterprise Server versions without the filter do.
+	IgnoreNameFilter bool
+	// RateRemaining, when positive, is sent as X-RateLimit-Remaining (of
+	// a 5000 limit) with every answer.
+	RateRemaining int
+	// After, when set, is called after each request was answered, with
+	// its method and path (without /api/v3): a test changes GitHub's
+	// state between two calls with it.
+	After func(method, path string)
 }
 
 // New starts a fake GitHub that accepts token.
@@ -128,13 +156,57 @@ func (g *GitHub) Requests() []Request {
 	return append([]Request{}, g.requests...)
 }
 
-// AddRunner registers a runner directly (a leftover, say).
-func (g *GitHub) AddRunner(scope, name string) int64 {
+// AddRunner registers an offline runner directly (a leftover, say).
+func (g *GitHub) AddRunner(scope, name string, labels ...string) int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.nextID++
-	g.runners[g.nextID] = &Runner{ID: g.nextID, Name: name, Scope: scope, Status: "offline"}
+	g.runners[g.nextID] = &Runner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, Status: "offline"}
 	return g.nextID
+}
+
+// SetRunner sets a runner's status ("online", "offline") and busy flag.
+func (g *GitHub) SetRunner(id int64, status string, busy bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.runners[id]; r != nil {
+		r.Status, r.Busy = status, busy
+	}
+}
+
+// Client is an HTTP client that reaches the fake in-process, whatever the
+// URL's scheme and host: tests can use https URLs (the worker sends
+// credentials over https only) and run inside testing/synctest bubbles.
+// As over a network, a request whose context ends returns at once while
+// the fake goes on handling it.
+func (g *GitHub) Client() *http.Client {
+	return &http.Client{Transport: inProcess{g}}
+}
+
+type inProcess struct{ g *GitHub }
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+		req.Body.Close()
+	}
+	served := req.Clone(context.WithoutCancel(req.Context()))
+	served.Body = io.NopCloser(bytes.NewReader(body))
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.g.serve(rec, served)
+	}()
+	select {
+	case <-done:
+		resp := rec.Result()
+		resp.Request = req
+		return resp, nil
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -162,37 +234,69 @@ func scopeOf(parts []string) (scope string, rest []string, ok bool) {
 }
 
 func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	ghes := strings.HasPrefix(path, "/api/v3/")
-	path = strings.TrimPrefix(path, "/api/v3")
+	path := strings.TrimPrefix(r.URL.Path, "/api/v3")
 	raw, _ := io.ReadAll(r.Body)
 	var body map[string]any
 	json.Unmarshal(raw, &body)
 	auth := r.Header.Get("Authorization")
 
 	g.mu.Lock()
-	g.requests = append(g.requests, Request{Method: r.Method, Path: r.URL.Path, Auth: auth, Body: body})
+	g.requests = append(g.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: auth, Body: body, At: time.Now()})
+	f, faulty := g.takeFault(r.Method + " " + path)
+	after, remaining := g.After, g.RateRemaining
+	g.mu.Unlock()
+	if after != nil {
+		defer after(r.Method, path)
+	}
+	if remaining > 0 {
+		w.Header().Set("X-RateLimit-Limit", "5000")
+		w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
+	}
+	if !faulty {
+		g.handle(w, r, path, auth, body)
+		return
+	}
+	if f.Delay > 0 {
+		time.Sleep(f.Delay)
+	}
+	switch {
+	case f.Lost:
+		g.handle(httptest.NewRecorder(), r, path, auth, body)
+		ghError(w, cmp.Or(f.Status, 502), "Bad Gateway")
+	case f.RateLimit:
+		w.Header().Set("X-RateLimit-Limit", "5000")
+		w.Header().Set("X-RateLimit-Remaining", "0")
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
+		ghError(w, 403, "API rate limit exceeded")
+	case f.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+		ghError(w, cmp.Or(f.Status, 403), "You have exceeded a secondary rate limit")
+	case f.Status != 0:
+		ghError(w, f.Status, "injected failure")
+	default: // a delay alone
+		g.handle(w, r, path, auth, body)
+	}
+}
+
+// takeFault consumes the first fault matching op; g.mu is held.
+func (g *GitHub) takeFault(op string) (Fault, bool) {
 	for i, f := range g.faults {
-		if f.Match == "" || strings.Contains(r.Method+" "+path, f.Match) {
-			g.faults = append(g.faults[:i], g.faults[i+1:]...)
-			g.mu.Unlock()
-			switch {
-			case f.RateLimit:
-				w.Header().Set("X-RateLimit-Limit", "5000")
-				w.Header().Set("X-RateLimit-Remaining", "0")
-				w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
-				ghError(w, 403, "API rate limit exceeded")
-			case f.RetryAfter > 0:
-				w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
-				ghError(w, 403, "You have exceeded a secondary rate limit")
-			default:
-				ghError(w, f.Status, "injected failure")
+		if f.Match == "" || strings.Contains(op, f.Match) {
+			if f.Times <= 1 {
+				g.faults = append(g.faults[:i], g.faults[i+1:]...)
+			} else {
+				g.faults[i].Times--
 			}
-			return
+			return f, true
 		}
 	}
-	g.mu.Unlock()
+	return Fault{}, false
+}
 
+// handle answers a request as GitHub would.
+func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, path, auth string, body map[string]any) {
+	ghes := strings.HasPrefix(r.URL.Path, "/api/v3/")
 	if r.Method == "POST" && strings.HasPrefix(path, "/app/installations/") && strings.HasSuffix(path, "/access_tokens") {
 		g.appToken(w, r)
 		return
@@ -255,11 +359,12 @@ func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("name")
 		list := []*Runner{}
 		for _, x := range g.runners {
-			if x.Scope == scope && (name == "" || x.Name == name) {
+			if x.Scope == scope && (name == "" || x.Name == name || g.IgnoreNameFilter) {
 				list = append(list, x)
 			}
 		}
-		writeJSON(w, 200, map[string]any{"total_count": len(list), "runners": list})
+		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+		writeJSON(w, 200, map[string]any{"total_count": len(list), "runners": page(w, r, list)})
 	case r.Method == "GET" && key == "runner-groups":
 		var gs []map[string]any
 		for n, id := range g.groups {
@@ -292,12 +397,34 @@ func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// page cuts list as GitHub paginates (per_page default 30, at most 100;
+// page from 1) and sets the Link header go-github follows.
+func page[T any](w http.ResponseWriter, r *http.Request, list []T) []T {
+	q := r.URL.Query()
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	if per <= 0 {
+		per = 30
+	}
+	per = min(per, 100)
+	n, _ := strconv.Atoi(q.Get("page"))
+	n = max(n, 1)
+	from := min((n-1)*per, len(list))
+	to := min(from+per, len(list))
+	if to < len(list) {
+		next := *r.URL
+		q.Set("page", strconv.Itoa(n+1))
+		next.RawQuery = q.Encode()
+		w.Header().Set("Link", fmt.Sprintf(`<http://%s%s>; rel="next"`, r.Host, next.RequestURI()))
+	}
+	return list[from:to]
+}
+
 func (g *GitHub) appToken(w http.ResponseWriter, r *http.Request) {
 	if g.AppKey == nil {
 		ghError(w, 404, "Not Found")
 		return
 	}
-	iss, err := github.VerifyAppJWT(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), g.AppKey, time.Now())
+	iss, err := verifyAppJWT(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), g.AppKey)
 	if err != nil || iss != g.AppID {
 		ghError(w, 401, "A JSON web token could not be decoded")
 		return
@@ -308,6 +435,23 @@ func (g *GitHub) appToken(w http.ResponseWriter, r *http.Request) {
 	g.issued = append(g.issued, tok)
 	g.mu.Unlock()
 	writeJSON(w, 201, map[string]any{"token": tok, "expires_at": time.Now().Add(time.Hour).Format(time.RFC3339)})
+}
+
+// verifyAppJWT checks an app's JWT as GitHub does, with an implementation
+// independent of the worker's (golang-jwt): RS256 signed by the app's key,
+// issued in the past, expiring at most ten minutes after it was issued.
+// It returns the issuer (the app id).
+func verifyAppJWT(token string, key *rsa.PublicKey) (string, error) {
+	var claims jwt.RegisteredClaims
+	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return key, nil },
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuedAt(), jwt.WithExpirationRequired())
+	if err != nil {
+		return "", err
+	}
+	if claims.IssuedAt == nil || claims.ExpiresAt.Sub(claims.IssuedAt.Time) > 10*time.Minute {
+		return "", errors.New("the JWT must say when it was issued and live at most ten minutes")
+	}
+	return claims.Issuer, nil
 }
 
 // encodeJIT builds a config shaped like GitHub's: base64 of a JSON map from

@@ -1,0 +1,182 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/runpod-workers/worker-github_runner/internal/runner"
+	"github.com/runpod-workers/worker-github_runner/internal/secret"
+)
+
+// DefaultGrace is runpod.Options.Grace's default.
+const DefaultGrace = 25 * time.Second
+
+// budget is how long after a cancel the job may go on (finishing a
+// registration, stopping the runner, removing it): the grace less what
+// posting the result needs.
+func (h *Handler) budget() time.Duration {
+	grace := h.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
+	return grace - max(2*time.Second, grace/5)
+}
+
+// stopGrace is StopGrace, else 10 s or half the budget if less: a
+// runner ignoring SIGTERM is killed in time for cleanup.
+func (h *Handler) stopGrace() time.Duration {
+	if h.StopGrace > 0 {
+		return h.StopGrace
+	}
+	return min(10*time.Second, h.budget()/2)
+}
+
+func (h *Handler) cleanupTimeout() time.Duration {
+	if h.CleanupTimeout > 0 {
+		return h.CleanupTimeout
+	}
+	return 2 * time.Minute
+}
+
+// afterCancel returns a context that ctx's cancellation does not end at
+// once: it ends d after it (or when stop is called).
+func afterCancel(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	out, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-out.Done():
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-out.Done():
+		case <-t.C:
+			cancel(fmt.Errorf("%v after the job was cancelled: the grace period is used up", d))
+		}
+	}()
+	return out, func() { cancel(context.Canceled) }
+}
+
+// maxRegistration bounds a registration, retries and rate-limit waits
+// included, from the time in the runner's name: with the runner's start,
+// it stays well under MinSweepAfter, so a sweep never takes a runner that
+// is still starting for a leftover.
+const maxRegistration = 15 * time.Minute
+
+// register registers the runner and records its id. The runner's name,
+// which carries the time, is made just before. A cancel does not cut the
+// registration call off (GitHub may complete it anyway, and then the
+// runner must be removed): the call in flight gets half the budget to
+// finish, and no new attempt starts.
+func (s *session) register(ctx context.Context, groupID int64, rcfg *runner.Config) error {
+	res := s.res
+	var tok secret.Value
+	if s.in.Mode == "token" {
+		var err error
+		if tok, err = s.gh.RegistrationToken(ctx); err != nil {
+			return err
+		}
+	}
+	regCtx, stop := afterCancel(ctx, s.h.budget()/2)
+	defer stop()
+	regCtx, cancel := context.WithTimeout(regCtx, maxRegistration)
+	defer cancel()
+	regCtx = github.WithRetryCutoff(regCtx, ctx)
+	res.RunnerName = RunnerName(s.h.PodID, s.jobID, time.Now())
+	s.registering = true
+	if s.in.Mode == "token" {
+		return s.configure(regCtx, rcfg, tok)
+	}
+	id, jit, err := s.gh.JITConfig(regCtx, res.RunnerName, groupID, res.Labels, "_work")
+	if err != nil {
+		s.registering = github.Uncertain(err)
+		s.uncertain = s.registering
+		return err
+	}
+	res.RunnerID = id
+	s.redactor.Add(jit)
+	rcfg.JIT = jit
+	return nil
+}
+
+// configure registers the runner with config.sh (token mode).
+func (s *session) configure(ctx context.Context, rcfg *runner.Config, tok secret.Value) error {
+	res := s.res
+	cerr := runner.Configure(ctx, *rcfg, runner.ConfigureOptions{URL: s.gh.RunnerURL(), Token: tok, Name: res.RunnerName, Labels: res.Labels, RunnerGroup: s.in.RunnerGroup, WorkFolder: "_work"})
+	if id, err := runner.ReadRunnerID(rcfg.Root); err == nil {
+		res.RunnerID = id
+	}
+	if cerr != nil {
+		s.uncertain = ctx.Err() != nil // cut off while registering
+		return cerr
+	}
+	if res.RunnerID == 0 {
+		if err := s.findRunner(ctx); err != nil {
+			return err
+		}
+	}
+	if res.RunnerID == 0 {
+		return errors.New("configure runner: registered, but GitHub does not list it")
+	}
+	return nil
+}
+
+// findRunner learns the runner's id from its unique name: when a
+// registration's answer was lost, or config.sh did not say.
+func (s *session) findRunner(ctx context.Context) error {
+	r, found, err := s.gh.FindRunner(ctx, s.res.RunnerName)
+	if err != nil {
+		return fmt.Errorf("could not ask GitHub whether runner %s is registered: %w", s.res.RunnerName, err)
+	}
+	if found {
+		s.res.RunnerID = r.ID
+	}
+	return nil
+}
+
+// cleanup removes the runner unless GitHub already did (it removes an
+// ephemeral runner after its job). It runs on every path once GitHub may
+// hold the runner, within the grace budget after a cancel.
+func (s *session) cleanup() {
+	if !s.registering {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.shutdown, s.h.cleanupTimeout())
+	defer cancel()
+	res, log := s.res, s.log
+	if res.RunnerID == 0 {
+		if err := s.findRunner(ctx); err != nil {
+			res.RunnerRemoved = "unknown"
+			log.Error("the registration's answer was lost and GitHub could not be asked about it: a runner may stay listed until a later worker's sweep removes it", "runner", res.RunnerName, "error", errLine(s.redactor, err))
+			return
+		}
+		if res.RunnerID == 0 && s.uncertain {
+			res.RunnerRemoved = "unknown"
+			log.Warn("the registration call ended without GitHub's answer and GitHub lists no runner of this name yet: one may still appear, and a later worker's sweep removes it", "runner", res.RunnerName)
+			return
+		}
+		if res.RunnerID == 0 {
+			log.Info("GitHub has no runner of this name: nothing to remove", "runner", res.RunnerName)
+			return
+		}
+		log.Warn("found the runner whose registration answer was lost", "runner", res.RunnerName, "runner_id", res.RunnerID)
+	}
+	_, found, err := s.gh.GetRunner(ctx, res.RunnerID)
+	if err == nil && !found {
+		res.RunnerRemoved = "by GitHub"
+		log.Info("runner already removed by GitHub", "runner_id", res.RunnerID)
+		return
+	}
+	if err := s.gh.DeleteRunner(ctx, res.RunnerID); err != nil {
+		res.RunnerRemoved = "no"
+		log.Error("could not remove the runner from GitHub: it stays listed until a later worker's sweep or GitHub removes it", "runner_id", res.RunnerID, "error", errLine(s.redactor, err))
+		return
+	}
+	res.RunnerRemoved = "by the worker"
+	log.Info("runner removed", "runner_id", res.RunnerID)
+}
