@@ -33,9 +33,12 @@ func (f HandlerFunc) Handle(ctx context.Context, job *Job, u Updater) (any, erro
 	return f(ctx, job, u)
 }
 
-// Updater sends progress and stream chunks while a job runs. Calls are
-// queued in order and dropped once the final result is posted, so a late
-// progress update can never leave a finished job IN_PROGRESS.
+// Updater sends progress and stream chunks while a job runs. Calls never
+// block: they are queued in order and dropped once the final result is
+// posted, so a late progress update can never leave a finished job
+// IN_PROGRESS. Stream chunks are posted in batches (each post's output is
+// the list of its chunks); chunks the platform cannot take in time are
+// counted, and the count is streamed and logged.
 type Updater interface {
 	Progress(v any)
 	Stream(chunk any)

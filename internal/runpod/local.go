@@ -41,7 +41,7 @@ func RunTestInput(ctx context.Context, h Handler, src []byte, out io.Writer, log
 	var body map[string]any
 	code := 0
 	if err != nil {
-		body, code = map[string]any{"error": err.Error()}, 1
+		body, code = map[string]any{"error": clip(err.Error(), maxErrorBytes)}, 1
 	} else {
 		body = map[string]any{"output": res}
 	}
@@ -205,7 +205,7 @@ func (s *APIServer) execute(ctx context.Context, j *localJob, job *Job) {
 	switch {
 	case j.status == "CANCELLED":
 	case err != nil:
-		j.status, j.err = "FAILED", err.Error()
+		j.status, j.err = "FAILED", clip(err.Error(), maxErrorBytes)
 	default:
 		j.status, j.output = "COMPLETED", out
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -39,89 +40,89 @@ func TestRunTestInput(t *testing.T) {
 	}
 }
 
-func call(t *testing.T, method, url, body string) map[string]any {
+// call serves one request with the handler, in process.
+func call(t *testing.T, h http.Handler, method, url, body string) map[string]any {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, url, strings.NewReader(body)))
 	var m map[string]any
-	json.NewDecoder(resp.Body).Decode(&m)
-	m["_code"] = float64(resp.StatusCode)
+	if err := json.NewDecoder(rec.Body).Decode(&m); err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	m["_code"] = float64(rec.Code)
 	return m
 }
 
+// The local endpoint API, in a synctest bubble: a job's state is read once
+// everything it started is blocked, never polled.
 func TestAPIServer(t *testing.T) {
-	release := make(chan struct{})
-	h := HandlerFunc(func(ctx context.Context, job *Job, u Updater) (any, error) {
-		var in map[string]any
-		job.DecodeInput(&in)
-		if in["wait"] == true {
-			u.Stream("chunk-1")
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return nil, ctx.Err()
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		srv := NewAPIServer(HandlerFunc(func(ctx context.Context, job *Job, u Updater) (any, error) {
+			var in map[string]any
+			job.DecodeInput(&in)
+			if in["wait"] == true {
+				u.Stream("chunk-1")
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
 			}
-		}
-		if in["fail"] == true {
-			return nil, errors.New("asked to fail")
-		}
-		return in, nil
-	})
-	srv := httptest.NewServer(NewAPIServer(h, 2, nil))
-	defer srv.Close()
+			if d, ok := in["seconds"].(float64); ok {
+				<-time.After(time.Duration(d * float64(time.Second)))
+			}
+			if in["fail"] == true {
+				return nil, errors.New("asked to fail")
+			}
+			return in, nil
+		}), 2, nil)
 
-	r := call(t, "POST", srv.URL+"/runsync", `{"input":{"x":1}}`)
-	if r["status"] != "COMPLETED" || r["output"].(map[string]any)["x"] != 1.0 || r["id"] == "" {
-		t.Errorf("runsync: %v", r)
-	}
-	r = call(t, "POST", srv.URL+"/runsync", `{"input":{"fail":true}}`)
-	if r["status"] != "FAILED" || r["error"] != "asked to fail" {
-		t.Errorf("runsync failure: %v", r)
-	}
-	r = call(t, "POST", srv.URL+"/run", `{"input":{"wait":true}}`)
-	id, _ := r["id"].(string)
-	if r["status"] != "IN_QUEUE" || id == "" {
-		t.Fatalf("run: %v", r)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for call(t, "GET", srv.URL+"/status/"+id, "")["status"] != "IN_PROGRESS" {
-		if time.Now().After(deadline) {
-			t.Fatal("never IN_PROGRESS")
+		r := call(t, srv, "POST", "/runsync", `{"input":{"x":1}}`)
+		if r["status"] != "COMPLETED" || r["output"].(map[string]any)["x"] != 1.0 || r["id"] == "" {
+			t.Errorf("runsync: %v", r)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if s := call(t, "GET", srv.URL+"/stream/"+id, ""); len(s["stream"].([]any)) != 1 {
-		t.Errorf("stream: %v", s)
-	}
-	if hl := call(t, "GET", srv.URL+"/health", ""); hl["jobs"].(map[string]any)["inProgress"] != 1.0 || hl["jobs"].(map[string]any)["completed"] != 1.0 {
-		t.Errorf("health: %v", hl)
-	}
-	if c := call(t, "POST", srv.URL+"/cancel/"+id, ""); c["status"] != "CANCELLED" {
-		t.Errorf("cancel: %v", c)
-	}
-	if s := call(t, "GET", srv.URL+"/status/"+id, ""); s["status"] != "CANCELLED" {
-		t.Errorf("status after cancel: %v", s)
-	}
-	r = call(t, "POST", srv.URL+"/run", `{"input":{"x":2}}`)
-	id2 := r["id"].(string)
-	for call(t, "POST", srv.URL+"/status/"+id2, "")["status"] != "COMPLETED" {
-		if time.Now().After(deadline) {
-			t.Fatal("never COMPLETED")
+		r = call(t, srv, "POST", "/runsync", `{"input":{"fail":true}}`)
+		if r["status"] != "FAILED" || r["error"] != "asked to fail" {
+			t.Errorf("runsync failure: %v", r)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if s := call(t, "GET", srv.URL+"/status/"+id2, ""); s["executionTime"] == nil || s["delayTime"] == nil {
-		t.Errorf("status lacks times: %v", s)
-	}
-	if s := call(t, "GET", srv.URL+"/status/nope", ""); s["_code"] != 404.0 {
-		t.Errorf("unknown id: %v", s)
-	}
-	if s := call(t, "POST", srv.URL+"/run", `{"no":"input"}`); s["_code"] != 400.0 {
-		t.Errorf("missing input: %v", s)
-	}
-	close(release)
+		r = call(t, srv, "POST", "/run", `{"input":{"wait":true}}`)
+		id, _ := r["id"].(string)
+		if r["status"] != "IN_QUEUE" || id == "" {
+			t.Fatalf("run: %v", r)
+		}
+		synctest.Wait()
+		if s := call(t, srv, "GET", "/status/"+id, ""); s["status"] != "IN_PROGRESS" {
+			t.Fatalf("status of a running job: %v", s)
+		}
+		if s := call(t, srv, "GET", "/stream/"+id, ""); len(s["stream"].([]any)) != 1 {
+			t.Errorf("stream: %v", s)
+		}
+		if hl := call(t, srv, "GET", "/health", ""); hl["jobs"].(map[string]any)["inProgress"] != 1.0 || hl["jobs"].(map[string]any)["completed"] != 1.0 {
+			t.Errorf("health: %v", hl)
+		}
+		if c := call(t, srv, "POST", "/cancel/"+id, ""); c["status"] != "CANCELLED" {
+			t.Errorf("cancel: %v", c)
+		}
+		if s := call(t, srv, "GET", "/status/"+id, ""); s["status"] != "CANCELLED" {
+			t.Errorf("status after cancel: %v", s)
+		}
+		r = call(t, srv, "POST", "/run", `{"input":{"x":2,"seconds":1.5}}`)
+		id2 := r["id"].(string)
+		synctest.Wait()
+		if s := call(t, srv, "POST", "/status/"+id2, ""); s["status"] != "IN_PROGRESS" {
+			t.Errorf("status of a 1.5 s job as it starts: %v", s)
+		}
+		advance(1500 * time.Millisecond)
+		if s := call(t, srv, "GET", "/status/"+id2, ""); s["status"] != "COMPLETED" || s["executionTime"] != 1500.0 || s["delayTime"] != 0.0 {
+			t.Errorf("status after 1.5 s: %v", s)
+		}
+		if s := call(t, srv, "GET", "/status/nope", ""); s["_code"] != 404.0 {
+			t.Errorf("unknown id: %v", s)
+		}
+		if s := call(t, srv, "POST", "/run", `{"no":"input"}`); s["_code"] != 400.0 {
+			t.Errorf("missing input: %v", s)
+		}
+		close(release)
+	})
 }

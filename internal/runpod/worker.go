@@ -42,6 +42,11 @@ type Options struct {
 	BackoffMax     time.Duration   // longest wait after failed takes (30 s)
 	NoJobWait      time.Duration   // pause when "no job" came back at once (500 ms)
 	PostRetryWaits []time.Duration // waits between result post attempts (2 s, 3 s)
+
+	StreamFlush       time.Duration // longest a stream chunk waits to be posted (1 s)
+	StreamBatchBytes  int           // most bytes of chunks in one stream post (64 KiB)
+	StreamBufferBytes int           // most bytes of chunks waiting; more are dropped and counted (4 MiB)
+	StreamDrain       time.Duration // longest the result waits for the stream after the job (10 s)
 }
 
 func (o *Options) defaults() {
@@ -65,6 +70,14 @@ func (o *Options) defaults() {
 	def(&o.BackoffBase, time.Second)
 	def(&o.BackoffMax, 30*time.Second)
 	def(&o.NoJobWait, 500*time.Millisecond)
+	def(&o.StreamFlush, time.Second)
+	def(&o.StreamDrain, 10*time.Second)
+	if o.StreamBatchBytes <= 0 {
+		o.StreamBatchBytes = 64 << 10
+	}
+	if o.StreamBufferBytes <= 0 {
+		o.StreamBufferBytes = 4 << 20
+	}
 	if o.PostRetryWaits == nil {
 		o.PostRetryWaits = []time.Duration{2 * time.Second, 3 * time.Second}
 	}
@@ -79,8 +92,12 @@ type Worker struct {
 	cfg *Config
 	log *slog.Logger
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// held are the jobs taken and not yet answered, running or waiting
+	// for a slot; pings carry them.
 	held     map[string]*heldJob
+	waiting  []*Job // held, not started: an array answer over the limit
+	running  int
 	slot     chan struct{} // signalled when a job ends
 	stopTake bool
 	takeStop context.CancelFunc
@@ -88,9 +105,14 @@ type Worker struct {
 }
 
 type heldJob struct {
-	cancel         context.CancelFunc
+	ctx            context.Context
+	cancel         context.CancelCauseFunc
 	platformCancel bool
+	answered       bool
 }
+
+// errShutdown is the cause of held jobs' cancellation on SIGTERM.
+var errShutdown = errors.New("the worker is shutting down")
 
 // New makes a worker; Run starts it.
 func New(o Options) (*Worker, error) {
@@ -105,11 +127,12 @@ func New(o Options) (*Worker, error) {
 }
 
 // Run takes and runs jobs until ctx ends (SIGTERM) or, with Refresh, after
-// the first job. On shutdown it stops taking, cancels held jobs, gives them
-// Grace to return and post their results, and returns nil.
+// the first answer; with Refresh, the jobs still held then run to their
+// end. On shutdown it stops taking, cancels held jobs, gives them Grace to
+// return and post their results, and returns nil.
 func (w *Worker) Run(ctx context.Context) error {
-	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelJobs()
+	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelJobs(nil)
 	pingCtx, stopPing := context.WithCancel(context.WithoutCancel(ctx))
 	pingDone := make(chan struct{})
 	go func() { defer close(pingDone); w.heartbeat(pingCtx) }()
@@ -138,6 +161,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		start := time.Now()
 		jobs, bad, status, err := w.take(takeCtx, inProgress)
 		cancel()
+		// Whatever happens next, jobs taken are held, run (Concurrency at
+		// a time) and answered; on shutdown, without calling the handler.
+		if ctx.Err() != nil {
+			cancelJobs(errShutdown)
+		}
+		w.hold(jobsCtx, jobs)
+		for _, m := range bad {
+			w.answerMalformed(m)
+		}
 		if ctx.Err() != nil || w.stopping() {
 			break
 		}
@@ -154,29 +186,26 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		failures = 0
-		for _, m := range bad {
-			w.answerMalformed(m)
-		}
 		if len(jobs) == 0 && len(bad) == 0 && time.Since(start) < w.o.NoJobWait {
 			sleep(ctx, w.o.NoJobWait)
 		}
-		for _, j := range jobs {
-			w.start(jobsCtx, j)
-		}
 	}
 
-	// Shutdown or refresh: cancel what is held (on shutdown), then give the
-	// jobs Grace to post their results. Pings go on meanwhile.
-	if ctx.Err() != nil {
-		w.log.Info("shutting down: cancelling held jobs", "jobs", w.heldIDs(), "grace", w.o.Grace)
-		cancelJobs()
-	}
+	// Refresh: the jobs still held run to their end, unless SIGTERM comes.
+	// Shutdown: cancel what is held, then give the jobs Grace to post
+	// their results. Pings go on meanwhile.
 	done := make(chan struct{})
 	go func() { w.jobs.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(w.o.Grace):
-		w.log.Error("jobs did not finish within the grace period", "jobs", w.heldIDs())
+	case <-ctx.Done():
+		w.log.Info("shutting down: cancelling held jobs", "jobs", w.heldIDs(), "grace", w.o.Grace)
+		cancelJobs(errShutdown)
+		select {
+		case <-done:
+		case <-time.After(w.o.Grace):
+			w.log.Error("jobs did not finish within the grace period", "jobs", w.heldIDs())
+		}
 	}
 	w.log.Info("worker stopped")
 	return nil
@@ -188,7 +217,8 @@ func (w *Worker) stopping() bool {
 	return w.stopTake
 }
 
-// waitSlot blocks until fewer than Concurrency jobs are held.
+// waitSlot blocks until fewer than Concurrency jobs are held (running or
+// waiting), so a take never asks for more than the free slots.
 func (w *Worker) waitSlot(ctx context.Context) bool {
 	for {
 		w.mu.Lock()
@@ -269,63 +299,123 @@ func (w *Worker) answerMalformed(m malformedJob) {
 		return
 	}
 	w.log.Error("malformed job", "request_id", m.id, "reason", m.reason)
-	w.postFinal(m.id, false, map[string]any{"error": "malformed job: " + m.reason})
+	body := map[string]any{"error": "malformed job: " + m.reason}
+	if w.answering(m.id) {
+		body["stopPod"] = true
+	}
+	w.postFinal(m.id, false, body)
 }
 
-func (w *Worker) start(ctx context.Context, job *Job) {
-	jctx, cancel := context.WithCancel(ctx)
+// answering marks a job as answered, and says whether its result carries
+// stopPod. With Refresh, the first answer stops the taking (a stopPod ends
+// the worker, whatever the job was), and the answer of the last job held
+// carries stopPod, so the platform replaces the container only once every
+// job it gave this worker is answered.
+func (w *Worker) answering(jobID string) bool {
 	w.mu.Lock()
-	w.held[job.ID] = &heldJob{cancel: cancel}
-	w.mu.Unlock()
-	w.jobs.Add(1)
-	go func() {
-		defer w.jobs.Done()
-		defer cancel()
-		w.runJob(jctx, job)
-	}()
+	defer w.mu.Unlock()
+	if h := w.held[jobID]; h != nil {
+		h.answered = true
+	}
+	if !w.o.Refresh {
+		return false
+	}
+	w.stopTake = true
+	if w.takeStop != nil {
+		w.takeStop()
+	}
+	for _, h := range w.held {
+		if !h.answered {
+			return false
+		}
+	}
+	return true
+}
+
+// hold takes jobs on: each runs when a slot is free (Concurrency at once);
+// until then it waits, held, so pings carry it. An array answer can bring
+// more jobs than free slots: they run one after another, as the SDK's job
+// queue runs them, rather than at once in one RUNNER_ROOT or failed.
+func (w *Worker) hold(ctx context.Context, jobs []*Job) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, job := range jobs {
+		if _, dup := w.held[job.ID]; dup {
+			w.log.Error("RunPod sent a job this worker already holds: ignoring the copy", "request_id", job.ID)
+			continue
+		}
+		jctx, cancel := context.WithCancelCause(ctx)
+		w.held[job.ID] = &heldJob{ctx: jctx, cancel: cancel}
+		w.jobs.Add(1)
+		if w.running < w.o.Concurrency {
+			w.running++
+			go w.run(job)
+			continue
+		}
+		w.waiting = append(w.waiting, job)
+		w.log.Info("more jobs than free slots: the job waits its turn", "request_id", job.ID, "concurrency", w.o.Concurrency, "waiting", len(w.waiting))
+	}
+}
+
+// run runs a job, then the next waiting one in its slot.
+func (w *Worker) run(job *Job) {
+	for job != nil {
+		w.mu.Lock()
+		h := w.held[job.ID]
+		w.mu.Unlock()
+		w.runJob(h.ctx, job)
+		h.cancel(nil)
+		w.mu.Lock()
+		delete(w.held, job.ID)
+		job = nil
+		if len(w.waiting) > 0 {
+			job, w.waiting = w.waiting[0], w.waiting[1:]
+		} else {
+			w.running--
+		}
+		w.mu.Unlock()
+		w.jobs.Done()
+		select {
+		case w.slot <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (w *Worker) runJob(ctx context.Context, job *Job) {
 	log := w.log.With("request_id", job.ID)
-	log.Info("job started")
 	start := time.Now()
 	p := newPoster(w, job.ID)
-	out, err := w.callHandler(ctx, job, p)
+	var out any
+	var err error
+	if ctx.Err() != nil {
+		err = fmt.Errorf("job cancelled before it started: %v", context.Cause(ctx))
+	} else {
+		log.Info("job started")
+		out, err = w.callHandler(ctx, job, p)
+	}
 
 	w.mu.Lock()
 	h := w.held[job.ID]
 	platformCancel := h != nil && h.platformCancel
 	w.mu.Unlock()
 
-	switch {
-	case platformCancel:
+	if platformCancel {
 		p.close()
+		w.answering(job.ID)
 		log.Info("job cancelled by RunPod: nothing posted", "seconds", time.Since(start).Seconds())
-	default:
-		body := map[string]any{}
-		if err != nil {
-			body["error"] = err.Error()
-			log.Warn("job failed", "error", err, "seconds", time.Since(start).Seconds())
-		} else {
-			body["output"] = out
-			log.Info("job done", "seconds", time.Since(start).Seconds())
-		}
-		p.final(body)
+		return
 	}
-
-	w.mu.Lock()
-	delete(w.held, job.ID)
-	if w.o.Refresh {
-		w.stopTake = true
-		if w.takeStop != nil {
-			w.takeStop()
-		}
+	body := map[string]any{}
+	if err != nil {
+		msg := clip(err.Error(), maxErrorBytes)
+		body["error"] = msg
+		log.Warn("job failed", "error", msg, "seconds", time.Since(start).Seconds())
+	} else {
+		body["output"] = out
+		log.Info("job done", "seconds", time.Since(start).Seconds())
 	}
-	w.mu.Unlock()
-	select {
-	case w.slot <- struct{}{}:
-	default:
-	}
+	p.final(body)
 }
 
 func (w *Worker) callHandler(ctx context.Context, job *Job, u Updater) (out any, err error) {
@@ -342,15 +432,16 @@ func (w *Worker) callHandler(ctx context.Context, job *Job, u Updater) (out any,
 // 4xx (an output over the size limit, say) it posts a short error instead,
 // so the job does not hang.
 func (w *Worker) postFinal(jobID string, streamed bool, body map[string]any) {
-	if w.o.Refresh {
-		body["stopPod"] = true
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.o.Grace+30*time.Second)
 	defer cancel()
 	u := jobURL(w.cfg.DoneURL, w.cfg.PodID, jobID, streamed)
 	b, err := json.Marshal(body)
 	if err != nil {
-		b, _ = json.Marshal(map[string]any{"error": "the job's output cannot be encoded as JSON: " + err.Error(), "stopPod": body["stopPod"]})
+		fallback := map[string]any{"error": clip("the job's output cannot be encoded as JSON: "+err.Error(), maxErrorBytes)}
+		if body["stopPod"] == true {
+			fallback["stopPod"] = true
+		}
+		b, _ = json.Marshal(fallback)
 	}
 	status, err := w.post(ctx, u, jobID, b)
 	if err == nil && status < 300 {
@@ -362,7 +453,7 @@ func (w *Worker) postFinal(jobID string, streamed bool, body map[string]any) {
 	}
 	w.log.Error("RunPod rejected the job result", "request_id", jobID, "status", status, "bytes", len(b))
 	short := map[string]any{"error": fmt.Sprintf("RunPod rejected the job result (HTTP %d, %d bytes); the output may be over the 20 MB limit", status, len(b))}
-	if w.o.Refresh {
+	if body["stopPod"] == true {
 		short["stopPod"] = true
 	}
 	b, _ = json.Marshal(short)
@@ -478,19 +569,36 @@ func (w *Worker) cancelPoll(ctx context.Context, u string) {
 		}
 		failures = 0
 		for _, id := range ids {
-			w.mu.Lock()
-			h := w.held[id]
-			if h != nil {
-				h.platformCancel = true
-				h.cancel()
-			}
-			w.mu.Unlock()
-			if h != nil {
-				w.log.Info("RunPod cancelled the job", "request_id", id)
-			}
+			w.platformCancel(id)
 		}
 		if len(ids) == 0 {
 			sleep(ctx, w.o.NoJobWait)
+		}
+	}
+}
+
+// platformCancel cancels a held job; nothing is posted for it. A job still
+// waiting for a slot is let go at once.
+func (w *Worker) platformCancel(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.held[id]
+	if h == nil {
+		return
+	}
+	h.platformCancel = true
+	h.cancel(errors.New("RunPod cancelled the job"))
+	w.log.Info("RunPod cancelled the job", "request_id", id)
+	for i, j := range w.waiting {
+		if j.ID == id {
+			w.waiting = append(w.waiting[:i:i], w.waiting[i+1:]...)
+			delete(w.held, id)
+			w.jobs.Done()
+			select {
+			case w.slot <- struct{}{}:
+			default:
+			}
+			return
 		}
 	}
 }
@@ -524,100 +632,6 @@ func (w *Worker) pollStop(ctx context.Context, u string) ([]string, error) {
 		return nil, nil
 	}
 	return body.JobsToStop, nil
-}
-
-// poster serialises one job's progress and stream posts, then its final
-// post; nothing is sent after the final post.
-type poster struct {
-	w        *Worker
-	jobID    string
-	mu       sync.Mutex
-	closed   bool
-	streamed bool
-	queue    chan func()
-	done     chan struct{}
-}
-
-func newPoster(w *Worker, jobID string) *poster {
-	p := &poster{w: w, jobID: jobID, queue: make(chan func(), 256), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		for f := range p.queue {
-			f()
-		}
-	}()
-	return p
-}
-
-func (p *poster) enqueue(f func()) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return
-	}
-	select {
-	case p.queue <- f:
-	default:
-		p.w.log.Warn("progress queue full: update dropped", "request_id", p.jobID)
-	}
-}
-
-// Progress posts {"status": "IN_PROGRESS", "output": v} to the done URL.
-func (p *poster) Progress(v any) {
-	b, err := json.Marshal(map[string]any{"status": "IN_PROGRESS", "output": v})
-	if err != nil {
-		return
-	}
-	p.enqueue(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if status, err := p.w.post(ctx, jobURL(p.w.cfg.DoneURL, p.w.cfg.PodID, p.jobID, false), p.jobID, b); err != nil || status >= 300 {
-			p.w.log.Warn("progress post failed", "request_id", p.jobID, "status", status, "error", err)
-		}
-	})
-}
-
-// Stream posts {"output": chunk} to the stream URL.
-func (p *poster) Stream(chunk any) {
-	if p.w.cfg.StreamURL == "" {
-		return
-	}
-	b, err := json.Marshal(map[string]any{"output": chunk})
-	if err != nil {
-		return
-	}
-	p.mu.Lock()
-	p.streamed = true
-	p.mu.Unlock()
-	p.enqueue(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if status, err := p.w.post(ctx, jobURL(p.w.cfg.StreamURL, p.w.cfg.PodID, p.jobID, false), p.jobID, b); err != nil || status >= 300 {
-			p.w.log.Warn("stream post failed", "request_id", p.jobID, "status", status, "error", err)
-		}
-	})
-}
-
-// final queues the result after every earlier update, waits for it, and
-// closes the poster.
-func (p *poster) final(body map[string]any) {
-	p.mu.Lock()
-	streamed := p.streamed
-	p.closed = true
-	p.queue <- func() { p.w.postFinal(p.jobID, streamed, body) }
-	close(p.queue)
-	p.mu.Unlock()
-	<-p.done
-}
-
-func (p *poster) close() {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		close(p.queue)
-	}
-	p.mu.Unlock()
-	<-p.done
 }
 
 // backoff is exponential with full jitter, capped.

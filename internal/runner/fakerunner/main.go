@@ -9,10 +9,13 @@
 //
 //	{"mode": "job" | "idle" | "crash" | "exit", "exit": N, "job_seconds": 0.2,
 //	 "result": "Succeeded", "dump": "/path/dump.json", "update_exits": 1,
-//	 "echo_secret": true, "daemon": true}
+//	 "echo_secret": true, "daemon": true,
+//	 "long_line": 2097152, "long_line_text": "…", "long_line_text_at": 16000,
+//	 "flood": 20000, "ignore_term": true}
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -39,6 +42,16 @@ type behaviour struct {
 	// Daemon leaves `sleep 137` behind in a session of its own, holding
 	// the output, as a workflow step that starts a server can.
 	Daemon bool `json:"daemon"`
+	// LongLine prints one line of that many bytes while the job runs,
+	// with LongLineText written into it at LongLineTextAt, then the line
+	// "after the long line".
+	LongLine       int    `json:"long_line"`
+	LongLineText   string `json:"long_line_text"`
+	LongLineTextAt int    `json:"long_line_text_at"`
+	// Flood prints that many numbered lines while the job runs.
+	Flood int `json:"flood"`
+	// IgnoreTerm ignores SIGTERM and SIGINT: only SIGKILL ends it.
+	IgnoreTerm bool `json:"ignore_term"`
 }
 
 type runnerFile struct {
@@ -171,6 +184,9 @@ func run(root string) {
 	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	if b.IgnoreTerm {
+		term = nil // the signals are caught, and nothing reads them
+	}
 	fmt.Println("√ Connected to GitHub")
 	fmt.Println("Current runner version: '2.337.0'")
 	if b.EchoSecret && jit != "" {
@@ -202,6 +218,12 @@ func run(root string) {
 	if b.Dump != "" {
 		dump(b.Dump)
 	}
+	printLong(b)
+	out := bufio.NewWriterSize(os.Stdout, 64<<10)
+	for i := range b.Flood {
+		fmt.Fprintf(out, "flood line %06d\n", i)
+	}
+	out.Flush()
 	result := b.Result
 	select {
 	case <-time.After(time.Duration(b.JobSeconds * float64(time.Second))):
@@ -218,6 +240,18 @@ func run(root string) {
 	fmt.Printf("%s: Job test-job completed with result: %s\n", ts(), result)
 	notify(rf, "done")
 	os.Exit(0)
+}
+
+func printLong(b behaviour) {
+	if b.LongLine <= 0 {
+		return
+	}
+	line := bytes.Repeat([]byte("L"), b.LongLine)
+	if b.LongLineText != "" && b.LongLineTextAt >= 0 && b.LongLineTextAt < len(line) {
+		copy(line[b.LongLineTextAt:], b.LongLineText)
+	}
+	os.Stdout.Write(append(line, '\n'))
+	fmt.Println("after the long line")
 }
 
 // dump records what a workflow job could see: the environment, the uid,

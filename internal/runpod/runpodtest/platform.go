@@ -5,6 +5,7 @@
 package runpodtest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,12 +39,19 @@ type Ping struct {
 	At      time.Time
 }
 
-// Platform is the fake. Its zero value is not usable: call New.
+// Platform is the fake. Its zero value is not usable: call New or
+// NewInProcess.
 type Platform struct {
-	*httptest.Server
-	APIKey string
+	*httptest.Server // nil for NewInProcess
+	APIKey           string
 	// LongPoll is how long an empty take or stop request waits (default 200 ms).
 	LongPoll time.Duration
+	// StreamDelay is how long each job-stream post takes to answer: a slow
+	// platform.
+	StreamDelay time.Duration
+
+	base    string
+	handler http.Handler
 
 	mu          sync.Mutex
 	cond        *sync.Cond
@@ -62,8 +70,62 @@ type Platform struct {
 	RequestLog []string
 }
 
-// New starts a fake platform.
+// New starts a fake platform on a loopback port.
 func New() *Platform {
+	p := newPlatform()
+	p.Server = httptest.NewServer(p.handler)
+	p.base = p.Server.URL
+	return p
+}
+
+// NewInProcess makes a fake platform that listens nowhere: its Client calls
+// the handlers in the caller's process, so a worker and the platform can
+// run together in a testing/synctest bubble.
+func NewInProcess() *Platform {
+	p := newPlatform()
+	p.base = "http://runpod.invalid"
+	return p
+}
+
+// Close stops the listener, if there is one.
+func (p *Platform) Close() {
+	if p.Server != nil {
+		p.Server.Close()
+	}
+}
+
+// Client is an HTTP client that reaches this platform: in process for
+// NewInProcess, over loopback for New.
+func (p *Platform) Client() *http.Client {
+	if p.Server != nil {
+		return p.Server.Client()
+	}
+	return &http.Client{Transport: inProcess{p.handler}}
+}
+
+// inProcess serves requests by calling the handler in a goroutine of the
+// caller's, so the request's context can end the wait.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.h.ServeHTTP(rec, req)
+	}()
+	<-done // the handlers end their waits when the request's context ends
+	if rec.Code == statusClientGone {
+		return nil, req.Context().Err()
+	}
+	return rec.Result(), nil
+}
+
+// statusClientGone is what a handler answers when the request's context
+// ended before it took the request (nginx's 499).
+const statusClientGone = 499
+
+func newPlatform() *Platform {
 	p := &Platform{APIKey: "rpa_TESTKEY_0123456789abcdef", LongPoll: 200 * time.Millisecond}
 	p.cond = sync.NewCond(&p.mu)
 	mux := http.NewServeMux()
@@ -73,7 +135,7 @@ func New() *Platform {
 	mux.HandleFunc("POST /v2/ep/job-stream/{pod}/{job}", func(w http.ResponseWriter, r *http.Request) { p.post(w, r, true) })
 	mux.HandleFunc("GET /v2/ep/ping/{pod}", p.ping)
 	mux.HandleFunc("GET /v2/ep/job-stop/{pod}", p.jobStop)
-	p.Server = httptest.NewServer(p.auth(mux))
+	p.handler = p.auth(mux)
 	return p
 }
 
@@ -81,10 +143,10 @@ func New() *Platform {
 func (p *Platform) Env(podID string) map[string]string {
 	q := "?gpu=NVIDIA+RTX+A5000"
 	return map[string]string{
-		"RUNPOD_WEBHOOK_GET_JOB":     p.URL + "/v2/ep/job-take/$RUNPOD_POD_ID" + q,
-		"RUNPOD_WEBHOOK_POST_OUTPUT": p.URL + "/v2/ep/job-done/$RUNPOD_POD_ID/$ID" + q,
-		"RUNPOD_WEBHOOK_POST_STREAM": p.URL + "/v2/ep/job-stream/$RUNPOD_POD_ID/$ID" + q,
-		"RUNPOD_WEBHOOK_PING":        p.URL + "/v2/ep/ping/$RUNPOD_POD_ID" + q,
+		"RUNPOD_WEBHOOK_GET_JOB":     p.base + "/v2/ep/job-take/$RUNPOD_POD_ID" + q,
+		"RUNPOD_WEBHOOK_POST_OUTPUT": p.base + "/v2/ep/job-done/$RUNPOD_POD_ID/$ID" + q,
+		"RUNPOD_WEBHOOK_POST_STREAM": p.base + "/v2/ep/job-stream/$RUNPOD_POD_ID/$ID" + q,
+		"RUNPOD_WEBHOOK_PING":        p.base + "/v2/ep/ping/$RUNPOD_POD_ID" + q,
 		"RUNPOD_AI_API_KEY":          p.APIKey,
 		"RUNPOD_POD_ID":              podID,
 		"RUNPOD_PING_INTERVAL":       "1000",
@@ -157,7 +219,7 @@ func (p *Platform) take(w http.ResponseWriter, r *http.Request) {
 	p.takeQueries = append(p.takeQueries, r.URL.RawQuery)
 	deadline := time.Now().Add(p.LongPoll)
 	for len(p.script) == 0 && len(p.queue) == 0 && time.Now().Before(deadline) && r.Context().Err() == nil {
-		p.waitUntil(deadline)
+		p.waitUntil(r.Context(), deadline)
 	}
 	if len(p.script) > 0 {
 		s := p.script[0]
@@ -179,19 +241,31 @@ func (p *Platform) take(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// waitUntil waits on the condition variable, woken at the deadline.
-func (p *Platform) waitUntil(deadline time.Time) {
-	t := time.AfterFunc(time.Until(deadline), func() {
+// waitUntil waits on the condition variable, woken at the deadline or
+// when ctx ends.
+func (p *Platform) waitUntil(ctx context.Context, deadline time.Time) {
+	wake := func() {
 		p.mu.Lock()
 		p.cond.Broadcast()
 		p.mu.Unlock()
-	})
+	}
+	t := time.AfterFunc(time.Until(deadline), wake)
+	stop := context.AfterFunc(ctx, wake)
 	p.cond.Wait()
 	t.Stop()
+	stop()
 }
 
 func (p *Platform) post(w http.ResponseWriter, r *http.Request, stream bool) {
 	raw, _ := io.ReadAll(r.Body)
+	if stream && p.StreamDelay > 0 {
+		select {
+		case <-time.After(p.StreamDelay):
+		case <-r.Context().Done():
+			w.WriteHeader(statusClientGone) // nothing was taken
+			return
+		}
+	}
 	var body map[string]any
 	json.Unmarshal(raw, &body)
 	post := Post{JobID: r.PathValue("job"), Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body, RawBody: string(raw), At: time.Now()}
@@ -224,7 +298,7 @@ func (p *Platform) jobStop(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	deadline := time.Now().Add(p.LongPoll)
 	for len(p.stop) == 0 && time.Now().Before(deadline) && r.Context().Err() == nil {
-		p.waitUntil(deadline)
+		p.waitUntil(r.Context(), deadline)
 	}
 	ids := p.stop
 	p.stop = nil
@@ -247,10 +321,10 @@ func (p *Platform) WaitFinal(jobID string, timeout time.Duration) (Post, error) 
 				return d, nil
 			}
 		}
-		if time.Now().After(deadline) {
+		if !time.Now().Before(deadline) {
 			return Post{}, fmt.Errorf("no result for job %s within %v", jobID, timeout)
 		}
-		p.waitUntil(deadline)
+		p.waitUntil(context.Background(), deadline)
 	}
 }
 
@@ -266,6 +340,21 @@ func (p *Platform) Streams() []Post {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Post{}, p.streams...)
+}
+
+// StreamItems returns every streamed chunk so far, in order: the items of
+// each post's "output" list (the worker batches chunks into lists), or the
+// output itself when a post carries a single chunk.
+func (p *Platform) StreamItems() []any {
+	var items []any
+	for _, s := range p.Streams() {
+		if list, ok := s.Body["output"].([]any); ok {
+			items = append(items, list...)
+		} else {
+			items = append(items, s.Body["output"])
+		}
+	}
+	return items
 }
 
 // Pings returns every ping so far.

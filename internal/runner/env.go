@@ -1,0 +1,116 @@
+package runner
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// credential resolves the user the listener runs as. Root needs nothing.
+func credential(name string) (*syscall.Credential, string, error) {
+	if name == "root" {
+		return nil, "/root", nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, "", fmt.Errorf("runner user %q does not exist (the image creates %q; runner_user: root is the explicit opt-out): %w", name, DefaultUser, err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	if uid == 0 {
+		return nil, u.HomeDir, nil
+	}
+	if os.Getuid() != 0 {
+		if uint64(os.Getuid()) == uid {
+			return nil, u.HomeDir, nil
+		}
+		return nil, "", fmt.Errorf("cannot run the runner as %q: the worker is not root", name)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, u.HomeDir, nil
+}
+
+// basics are kept even in allow-list mode.
+var basics = []string{"PATH", "LANG", "LC_ALL", "TZ", "TERM", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_VERSION", "LD_LIBRARY_PATH"}
+
+// DefaultDeny are removed from the runner's environment whatever is
+// configured: credentials and the RunPod platform's variables.
+var DefaultDeny = []string{"GITHUB_PAT", "GITHUB_TOKEN", "GH_TOKEN", "GITHUB_APP_*", "RUNPOD_*", "ACTIONS_RUNNER_INPUT_*", "RUNNER_ENV_*", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
+
+func match(name string, pats []string) bool {
+	for _, p := range pats {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if name == p {
+			return true
+		}
+	}
+	return false
+}
+
+// ScrubEnv returns env without DefaultDeny and deny, and, when allow is
+// not empty, with only the allowed variables and the basics.
+func ScrubEnv(env, deny, allow []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if match(k, DefaultDeny) || match(k, deny) {
+			continue
+		}
+		if len(allow) > 0 && !match(k, allow) && !match(k, basics) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func runnerEnv(cfg *Config, home string, h *hooks) []string {
+	env := ScrubEnv(cfg.BaseEnv, cfg.Deny, cfg.Allow)
+	drop := map[string]bool{"HOME": true, "USER": true, "LOGNAME": true, "RUNNER_ALLOW_RUNASROOT": true,
+		"ACTIONS_RUNNER_HOOK_JOB_STARTED": true, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED": true}
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			out = append(out, kv)
+		}
+	}
+	out = append(out, "HOME="+home, "USER="+cfg.User, "LOGNAME="+cfg.User,
+		"ACTIONS_RUNNER_HOOK_JOB_STARTED="+h.started, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED="+h.completed)
+	if cfg.User == "root" {
+		out = append(out, "RUNNER_ALLOW_RUNASROOT=1")
+	}
+	return out
+}
+
+// listenerCommand is `bin/Runner.Listener run` as the runner user, in a
+// process group of its own (so a stop signals the job's processes too),
+// with the runner's environment; the JIT config reaches it there, never in
+// argv. Its output goes to w; Wait gives up on the output 5 s after the
+// listener exits: a daemon a workflow step left behind (setsid, so out of
+// the listener's process group) may hold the output open forever.
+func listenerCommand(cfg *Config, cred *syscall.Credential, home string, h *hooks, w io.Writer) (*exec.Cmd, error) {
+	bin := filepath.Join(cfg.Root, "bin", "Runner.Listener")
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("runner not installed: %w", err)
+	}
+	cmd := exec.Command(bin, "run")
+	cmd.Dir = cfg.Root
+	cmd.Env = runnerEnv(cfg, home, h)
+	if !cfg.JIT.Empty() {
+		cmd.Env = append(cmd.Env, "ACTIONS_RUNNER_INPUT_JITCONFIG="+cfg.JIT.Reveal())
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.WaitDelay = 5 * time.Second
+	return cmd, nil
+}
