@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/registry"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
@@ -25,6 +27,9 @@ type Request struct {
 	ContextDir string
 	Output     Output
 	Cache      Cache
+	// Secrets are build secrets by id, for RUN --mount=type=secret (BuildKit
+	// only): never build arguments, so never in the image or its history.
+	Secrets map[string][]byte
 }
 
 // Output says where the image goes.
@@ -38,10 +43,11 @@ type Output struct {
 	OCIDir string
 }
 
-// Cache lists registry cache references to import from and export to.
+// Cache lists the caches to import from and export to, already expanded
+// for the request's variant.
 type Cache struct {
-	From []string
-	To   []string
+	From []CacheSpec
+	To   []CacheSpec
 }
 
 // Result is what a successful build produced.
@@ -58,7 +64,11 @@ type Result struct {
 	Steps       int    `json:"steps"`
 	CachedSteps int    `json:"cached_steps"`
 	OCIDir      string `json:"oci_dir,omitempty"`
-	Tagged      bool   `json:"tagged"`
+	// Tagged says every tag points at Digest.
+	Tagged bool `json:"tagged"`
+	// TagResults, after an atomic tagging pass, say what became of each
+	// tag: moved, unchanged, not written, restored, deleted, not restored.
+	TagResults []registry.TagResult `json:"tag_results,omitempty"`
 }
 
 // Builder builds one variant.
@@ -66,17 +76,24 @@ type Builder interface {
 	Build(ctx context.Context, req *Request) (*Result, error)
 }
 
-// Tagger points tags at an image already pushed by digest.
+// Tagger writes the tags of images already pushed by digest
+// (registry.Client).
 type Tagger interface {
-	Tag(ctx context.Context, image, digest string, tags []string) error
+	// CheckWritable fails unless the repository of every reference is
+	// reachable and writable.
+	CheckWritable(ctx context.Context, refs []string) error
+	// TagAll writes every target's tags, all or nothing, and says what
+	// became of each tag.
+	TagAll(ctx context.Context, targets []registry.Target) ([][]registry.TagResult, error)
 }
 
 // Options control Run.
 type Options struct {
 	// Jobs caps concurrent builds; 0 or less means one per variant.
 	Jobs int
-	// Tagger writes tags after every build succeeded (atomic mode). Nil
-	// means the builder wrote them (or nothing is pushed).
+	// Tagger writes tags after every build succeeded (atomic mode); every
+	// repository is checked writable before the builds start. Nil means
+	// the builder wrote them (or nothing is pushed).
 	Tagger Tagger
 	// OnStart and OnDone, when set, are told about each build.
 	OnStart func(variant string)
@@ -95,17 +112,18 @@ func (e *VariantError) Unwrap() error { return e.Err }
 // MatrixError lists every variant that failed.
 type MatrixError struct {
 	Failed []*VariantError
-	// Tagging is true when the builds succeeded and writing tags failed.
+	// Tagging is true when the builds succeeded and writing tags failed;
+	// TagErr says how, and each Result's TagResults what moved.
 	Tagging bool
+	TagErr  error
 }
 
 func (e *MatrixError) Error() string {
-	var b strings.Builder
-	what := "failed to build"
 	if e.Tagging {
-		what = "built, but tagging failed for"
+		return fmt.Sprintf("every variant built, but tagging failed: %v", e.TagErr)
 	}
-	fmt.Fprintf(&b, "%s %d variant(s):", what, len(e.Failed))
+	var b strings.Builder
+	fmt.Fprintf(&b, "failed to build %d variant(s):", len(e.Failed))
 	for _, f := range e.Failed {
 		fmt.Fprintf(&b, "\n  %s", f.Error())
 	}
@@ -114,10 +132,37 @@ func (e *MatrixError) Error() string {
 
 // Run builds every request, at most opts.Jobs at a time. Every variant runs
 // to its end even when another fails, so one run reports every failure.
-// With a Tagger, tags are written only once all builds succeeded; on any
-// failure no tag is written. Results come back sorted by variant name, with
-// the successful ones even on failure.
+// With a Tagger, every repository is checked writable first, and tags are
+// written only once all builds succeeded, all or nothing; on any failure no
+// tag moves. Results come back sorted by variant name, with the successful
+// ones even on failure.
 func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Result, error) {
+	if opts.Tagger != nil {
+		if err := opts.Tagger.CheckWritable(ctx, targetRefs(reqs)); err != nil {
+			return nil, fmt.Errorf("before building: %w", err)
+		}
+	}
+	results, failed := buildAll(ctx, b, reqs, opts)
+	if len(failed) > 0 {
+		return results, &MatrixError{Failed: failed}
+	}
+	if opts.Tagger == nil {
+		return results, nil
+	}
+	return results, tagAll(ctx, opts.Tagger, results)
+}
+
+// targetRefs lists every repository a run writes to: images and tags.
+func targetRefs(reqs []*Request) []string {
+	var refs []string
+	for _, r := range reqs {
+		refs = append(refs, r.Variant.Image)
+		refs = append(refs, r.Variant.Tags...)
+	}
+	return refs
+}
+
+func buildAll(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Result, []*VariantError) {
 	jobs := opts.Jobs
 	if jobs <= 0 || jobs > len(reqs) {
 		jobs = len(reqs)
@@ -146,26 +191,7 @@ func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Resu
 			if opts.OnStart != nil {
 				opts.OnStart(name)
 			}
-			start := time.Now()
-			res, err := b.Build(ctx, req)
-			if err == nil && res == nil {
-				err = errors.New("builder returned no result")
-			}
-			if res != nil {
-				res.Variant = name
-				if res.Duration == 0 {
-					res.Duration = time.Since(start)
-				}
-				res.Seconds = float64(res.Duration.Milliseconds()) / 1000
-				if res.Image == "" {
-					res.Image = req.Variant.Image
-				}
-				if res.Platforms == nil {
-					res.Platforms = req.Variant.Platforms
-				}
-				res.Tags = req.Variant.Tags
-				res.Tagged = req.Output.Push && !req.Output.ByDigest
-			}
+			res, err := buildOne(ctx, b, req)
 			if opts.OnDone != nil {
 				opts.OnDone(name, res, err)
 			}
@@ -181,22 +207,61 @@ func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Resu
 	wg.Wait()
 	sort.Slice(results, func(i, j int) bool { return results[i].Variant < results[j].Variant })
 	sort.Slice(failed, func(i, j int) bool { return failed[i].Variant < failed[j].Variant })
-	if len(failed) > 0 {
-		return results, &MatrixError{Failed: failed}
-	}
-	if opts.Tagger == nil {
-		return results, nil
-	}
-	var tagFailed []*VariantError
-	for _, r := range results {
-		if err := opts.Tagger.Tag(ctx, r.Image, r.Digest, r.Tags); err != nil {
-			tagFailed = append(tagFailed, &VariantError{r.Variant, err})
-			continue
+	return results, failed
+}
+
+// buildOne runs one build; a panic in the builder fails this variant (with
+// its stack) instead of crashing the whole run.
+func buildOne(ctx context.Context, b Builder, req *Request) (res *Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("internal error (a bug in imagegen): panic: %v\n%s", r, debug.Stack())
 		}
-		r.Tagged = true
+	}()
+	start := time.Now()
+	res, err = b.Build(ctx, req)
+	if err == nil && res == nil {
+		err = errors.New("builder returned no result")
 	}
-	if len(tagFailed) > 0 {
-		return results, &MatrixError{Failed: tagFailed, Tagging: true}
+	if res != nil {
+		res.Variant = req.Variant.Name
+		if res.Duration == 0 {
+			res.Duration = time.Since(start)
+		}
+		res.Seconds = float64(res.Duration.Milliseconds()) / 1000
+		if res.Image == "" {
+			res.Image = req.Variant.Image
+		}
+		if res.Platforms == nil {
+			res.Platforms = req.Variant.Platforms
+		}
+		res.Tags = req.Variant.Tags
+		res.Tagged = req.Output.Push && !req.Output.ByDigest
 	}
-	return results, nil
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// tagAll writes every result's tags in one pass and records what moved.
+func tagAll(ctx context.Context, t Tagger, results []*Result) error {
+	targets := make([]registry.Target, len(results))
+	for i, r := range results {
+		targets[i] = registry.Target{Image: r.Image, Digest: r.Digest, Tags: r.Tags}
+	}
+	tagResults, err := t.TagAll(ctx, targets)
+	for i, r := range results {
+		if i < len(tagResults) {
+			r.TagResults = tagResults[i]
+		}
+		r.Tagged = len(r.TagResults) == len(r.Tags)
+		for _, tr := range r.TagResults {
+			r.Tagged = r.Tagged && tr.Kept()
+		}
+	}
+	if err != nil {
+		return &MatrixError{Tagging: true, TagErr: err}
+	}
+	return nil
 }

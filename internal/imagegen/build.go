@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/moby/buildkit/util/progress/progresswriter"
@@ -45,7 +46,12 @@ type buildFlags struct {
 	kanikoArgs    []string
 	kanikoForce   bool
 	kanikoDir     string
+	runnerNetrc   string
 }
+
+// runnerNetrcSecret is the BuildKit secret the Dockerfile mounts (optional)
+// at /run/secrets/runner_netrc, for a runner mirror that needs credentials.
+const runnerNetrcSecret = "runner_netrc"
 
 func newBuildCommand(mf *matrixFlags) *cobra.Command {
 	bf := &buildFlags{}
@@ -66,9 +72,18 @@ unix://, tcp:// (with --tls* flags), docker-container://, kube-pod:// and
 ssh:// addresses work. Registry credentials come from the Docker config file
 ($DOCKER_CONFIG/config.json, as 'docker login' writes it).
 
-Cache references may use {image} and {variant}; a good CI default is
+Caches are a reference, or BuildKit's attributes (type=registry,ref=REF,
+mode=min); {image} and {variant} are replaced in the reference, which must
+then be a valid image reference, and {variant} also in scope= and name=
+(type=gha,scope={variant}: a GitHub Actions cache per variant). Errors
+never repeat a flag's value (it may carry a token). A good CI default is
   --cache-from '{image}:cache-{variant}' --cache-to '{image}:cache-{variant}'
-(type=registry, mode=max).`,
+(type=registry, mode=max).
+
+A runner mirror that needs credentials (RUNNER_URL must not carry any):
+--runner-netrc FILE passes a netrc file as the BuildKit secret runner_netrc,
+which never enters the image or its history. Kaniko has no build secrets:
+--runner-netrc is refused with --builder kaniko.`,
 		Example: `  imagegen build                         # OCI layouts under out/oci
   imagegen build --push                  # build all, then tag all
   RELEASE=v1.0.0 imagegen build --push gpu
@@ -85,14 +100,15 @@ Cache references may use {image} and {variant}; a good CI default is
 	f.StringVar(&bf.tls.CACert, "tlscacert", "", "CA certificate for tcp:// addresses")
 	f.StringVar(&bf.tls.Cert, "tlscert", "", "client certificate for tcp:// addresses")
 	f.StringVar(&bf.tls.Key, "tlskey", "", "client key for tcp:// addresses")
-	f.IntVar(&bf.jobs, "jobs", 0, "build at most N variants at once (0: all)")
+	f.IntVar(&bf.jobs, "jobs", 0, "build at most N variants at once (0: all; not negative)")
 	f.StringVar(&bf.progress, "progress", "auto", "progress output: auto, tty, plain, rawjson or quiet")
 	f.BoolVar(&bf.push, "push", false, "push the images and write their tags")
 	f.BoolVar(&bf.noAtomic, "no-atomic", false, "with --push: tag each variant as soon as it is built")
 	f.StringVar(&bf.outDir, "output", "out/oci", "without --push: write OCI layouts to DIR/<variant>")
-	f.StringArrayVar(&bf.cacheFrom, "cache-from", nil, "registry cache to import ({image}, {variant} are replaced); repeatable")
-	f.StringArrayVar(&bf.cacheTo, "cache-to", nil, "registry cache to export (mode=max by default); repeatable")
-	f.StringVar(&bf.metadataFile, "metadata-file", "", "write JSON per variant (digest, tags, platforms, seconds, cached steps) to FILE")
+	f.StringArrayVar(&bf.cacheFrom, "cache-from", nil, "cache to import: REF or type=registry,ref=REF,... ({image}, {variant} are replaced in REF; {variant} also in scope, name); repeatable")
+	f.StringArrayVar(&bf.cacheTo, "cache-to", nil, "cache to export, as --cache-from (mode=max by default); repeatable")
+	f.StringVar(&bf.metadataFile, "metadata-file", "", "write JSON per variant (digest, tags and what became of each, platforms, seconds, cached steps) to FILE; checked writable before building")
+	f.StringVar(&bf.runnerNetrc, "runner-netrc", "", "netrc file for a runner mirror that needs credentials, passed as the BuildKit secret "+runnerNetrcSecret+" (BuildKit only)")
 	f.BoolVar(&bf.dryRun, "dry-run", false, "show what would be built, with which tags, and do nothing")
 	f.StringArrayVar(&bf.workerBins, "worker-bin", nil, "prebuilt worker binary, PLATFORM=PATH or PATH (platform from its ELF header); default: compile cmd/worker")
 	f.StringVar(&bf.workerVersion, "worker-version", "", "version stamped into the worker (default: git describe, else dev)")
@@ -107,16 +123,9 @@ Cache references may use {image} and {variant}; a good CI default is
 func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string) error {
 	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	if bf.builder != "buildkit" && bf.builder != "kaniko" {
-		return usageError("--builder must be buildkit or kaniko, not %q", bf.builder)
-	}
-	switch bf.progress {
-	case "auto", "tty", "plain", "rawjson", "quiet":
-	default:
-		return usageError("--progress must be auto, tty, plain, rawjson or quiet, not %q", bf.progress)
-	}
-	if bf.noAtomic && !bf.push {
-		return usageError("--no-atomic only applies with --push")
+	cache, err := bf.validate()
+	if err != nil {
+		return err
 	}
 	m, err := mf.load(stderr)
 	if err != nil {
@@ -126,16 +135,125 @@ func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string
 	if err != nil {
 		return err
 	}
-	outDir, err := filepath.Abs(bf.outDir)
+	if bf.metadataFile != "" {
+		if err := checkWritableFile(bf.metadataFile); err != nil {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("--metadata-file %s cannot be written (checked before building): %w", bf.metadataFile, err)}
+		}
+	}
+	reqs, platforms, err := bf.requests(vs, cache)
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	bins, err := checkWorkerBins(bf.workerBins, platforms)
 	if err != nil {
 		return err
+	}
+	if bf.dryRun {
+		return printDryRun(stdout, reqs, bf)
+	}
+	results, runErr := bf.run(ctx, stderr, reqs, platforms, bins)
+	var me *build.MatrixError
+	if runErr != nil && !errors.As(runErr, &me) {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%w\nnothing was built", runErr)}
+	}
+	printSummary(stdout, results, runErr)
+	if bf.metadataFile != "" {
+		if err := writeMetadata(bf.metadataFile, results); err != nil {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("write --metadata-file %s: %w", bf.metadataFile, err)}
+		}
+	}
+	if runErr != nil {
+		if !me.Tagging && bf.push && !bf.noAtomic {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%v\nno tag was written", runErr)}
+		}
+		return &ExitError{Code: ExitFailure, Err: runErr}
+	}
+	return nil
+}
+
+// cacheFlags are --cache-from and --cache-to, parsed once.
+type cacheFlags struct{ from, to []build.CacheSpec }
+
+// validate checks the flags alone (usage errors) and parses the caches.
+func (bf *buildFlags) validate() (*cacheFlags, error) {
+	if bf.builder != "buildkit" && bf.builder != "kaniko" {
+		return nil, usageError("--builder must be buildkit or kaniko, not %q", clip(bf.builder))
+	}
+	switch bf.progress {
+	case "auto", "tty", "plain", "rawjson", "quiet":
+	default:
+		return nil, usageError("--progress must be auto, tty, plain, rawjson or quiet, not %q", clip(bf.progress))
+	}
+	if bf.noAtomic && !bf.push {
+		return nil, usageError("--no-atomic only applies with --push")
+	}
+	if bf.jobs < 0 {
+		return nil, usageError("--jobs must be 0 (all at once) or more, not %d", bf.jobs)
+	}
+	if bf.runnerNetrc != "" && bf.builder == "kaniko" {
+		return nil, usageError("--runner-netrc is not supported with --builder kaniko: Kaniko has no build secrets; build with BuildKit, or use a runner mirror that needs no credentials")
+	}
+	var c cacheFlags
+	var err error
+	if c.from, err = parseCacheFlags("cache-from", bf.cacheFrom); err != nil {
+		return nil, err
+	}
+	if c.to, err = parseCacheFlags("cache-to", bf.cacheTo); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// parseCacheFlags parses each value; an error names the flag and which of
+// its values, never the value (it may carry a token).
+func parseCacheFlags(flag string, values []string) ([]build.CacheSpec, error) {
+	var out []build.CacheSpec
+	for i, v := range values {
+		spec, err := build.ParseCacheSpec(v)
+		if err != nil {
+			which := ""
+			if len(values) > 1 {
+				which = " (" + ordinal(i+1) + ")"
+			}
+			return nil, usageError("--%s%s: %v", flag, which, err)
+		}
+		out = append(out, spec)
+	}
+	return out, nil
+}
+
+// ordinal is 1st, 2nd, 3rd, 4th, ...
+func ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return fmt.Sprintf("%d%s", n, suffix)
+}
+
+// requests renders every variant and expands its caches; it also returns
+// the platforms the worker is needed for.
+func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) ([]*build.Request, []string, error) {
+	outDir, err := filepath.Abs(bf.outDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	secrets, err := bf.secrets()
+	if err != nil {
+		return nil, nil, err
 	}
 	reqs := make([]*build.Request, 0, len(vs))
 	platforms := map[string]bool{}
 	for _, v := range vs {
 		plan, err := render.Variant(v)
 		if err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
+			return nil, nil, err
 		}
 		for _, p := range v.Platforms {
 			platforms[p] = true
@@ -144,109 +262,231 @@ func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string
 			Variant:    v,
 			Dockerfile: plan.Dockerfile,
 			Output:     build.Output{Push: bf.push, ByDigest: bf.push && !bf.noAtomic},
-			Cache:      build.Cache{From: expandCache(bf.cacheFrom, v), To: expandCache(bf.cacheTo, v)},
+			Secrets:    secrets,
+		}
+		if req.Cache.From, err = expandCache("cache-from", cache.from, v); err != nil {
+			return nil, nil, err
+		}
+		if req.Cache.To, err = expandCache("cache-to", cache.to, v); err != nil {
+			return nil, nil, err
 		}
 		if !bf.push {
 			req.Output.OCIDir = filepath.Join(outDir, v.Name)
 		}
 		reqs = append(reqs, req)
 	}
-	if bf.dryRun {
-		return printDryRun(stdout, reqs, bf)
-	}
+	return reqs, slices.Sorted(maps.Keys(platforms)), nil
+}
 
+// expandCache fills {image} and {variant} into each spec's reference.
+func expandCache(flag string, specs []build.CacheSpec, v *variants.Variant) ([]build.CacheSpec, error) {
+	var out []build.CacheSpec
+	for _, s := range specs {
+		e, err := s.Expand(v.Image, v.Name)
+		if err != nil {
+			return nil, fmt.Errorf("--%s for variant %s: %w", flag, v.Name, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// secrets reads the build secrets given by flags (the file's content is
+// never echoed).
+func (bf *buildFlags) secrets() (map[string][]byte, error) {
+	if bf.runnerNetrc == "" {
+		return nil, nil
+	}
+	b, err := readSecretFile(bf.runnerNetrc)
+	if err != nil {
+		return nil, fmt.Errorf("--runner-netrc: %w", err)
+	}
+	return map[string][]byte{runnerNetrcSecret: b}, nil
+}
+
+// maxSecretSize is BuildKit's limit for one secret.
+const maxSecretSize = 500 << 10
+
+func readSecretFile(path string) ([]byte, error) {
+	f, err := workerbin.OpenRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSecretSize {
+		return nil, fmt.Errorf("%s is larger than BuildKit's limit for a secret (500 KiB)", path)
+	}
+	return b, nil
+}
+
+// run builds the requests with the chosen builder. An error other than a
+// *build.MatrixError means nothing was built.
+func (bf *buildFlags) run(ctx context.Context, stderr io.Writer, reqs []*build.Request, platforms []string, bins map[string]string) ([]*build.Result, error) {
 	var kb *kaniko.Builder
 	if bf.builder == "kaniko" {
 		var out io.Writer = stderr
 		if bf.progress == "quiet" {
 			out = io.Discard
 		}
+		var err error
 		kb, err = kaniko.New(kaniko.Options{Executor: bf.kanikoExec, Force: bf.kanikoForce, ExtraArgs: bf.kanikoArgs, WorkDir: bf.kanikoDir, Output: out})
 		if err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
+			return nil, err
 		}
 	}
-
 	// The worker binaries: the only build context files.
-	ctxDir := filepath.Join(outDir, "..", "context")
+	ctxDir, err := filepath.Abs(filepath.Join(bf.outDir, "..", "context"))
+	if err != nil {
+		return nil, err
+	}
 	if kb != nil {
 		ctxDir = kb.ContextDir()
 	}
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
-		return &ExitError{Code: ExitFailure, Err: err}
+		return nil, err
 	}
-	if err := prepareWorker(ctx, stderr, bf, ctxDir, slices.Sorted(maps.Keys(platforms))); err != nil {
-		return &ExitError{Code: ExitFailure, Err: err}
+	if err := prepareWorker(ctx, stderr, bf, ctxDir, platforms, bins); err != nil {
+		return nil, err
 	}
 	for _, r := range reqs {
 		r.ContextDir = ctxDir
 	}
-
 	opts := build.Options{Jobs: bf.jobs}
 	if bf.push && !bf.noAtomic {
 		opts.Tagger = &registry.Client{}
 	}
-	var results []*build.Result
-	var runErr error
 	if kb != nil {
 		opts.Jobs = 1
 		fmt.Fprintf(stderr, "imagegen: building %d variant(s) with Kaniko, one at a time (it owns the root file system; --cleanup after each)\n", len(reqs))
-		results, runErr = build.Run(ctx, kb, reqs, opts)
-	} else {
-		var pw progresswriter.Writer
-		if bf.progress != "quiet" {
-			pw, err = progresswriter.NewPrinter(context.WithoutCancel(ctx), os.Stderr, bf.progress)
-			if err != nil {
-				return &ExitError{Code: ExitFailure, Err: err}
-			}
-		}
-		b, err := buildkit.New(ctx, buildkit.Options{Addr: bf.addr, TLS: bf.tls, Progress: pw})
+		return build.Run(ctx, kb, reqs, opts)
+	}
+	return bf.runBuildKit(ctx, stderr, reqs, opts)
+}
+
+func (bf *buildFlags) runBuildKit(ctx context.Context, stderr io.Writer, reqs []*build.Request, opts build.Options) ([]*build.Result, error) {
+	var pw progresswriter.Writer
+	var err error
+	if bf.progress != "quiet" {
+		pw, err = progresswriter.NewPrinter(context.WithoutCancel(ctx), os.Stderr, bf.progress)
 		if err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
-		}
-		defer b.Close()
-		fmt.Fprintf(stderr, "imagegen: building %d variant(s) through %s\n", len(reqs), b.Addr())
-		results, runErr = build.Run(ctx, b, reqs, opts)
-		if pw != nil && b.Started() > 0 {
-			<-pw.Done()
+			return nil, err
 		}
 	}
-	printSummary(stdout, results, runErr)
-	if bf.metadataFile != "" {
-		if err := writeMetadata(bf.metadataFile, results); err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
-		}
+	b, err := buildkit.New(ctx, buildkit.Options{Addr: bf.addr, TLS: bf.tls, Progress: pw})
+	if err != nil {
+		return nil, err
 	}
-	if runErr != nil {
-		var me *build.MatrixError
-		if errors.As(runErr, &me) && !me.Tagging && bf.push && !bf.noAtomic {
-			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%v\nno tag was written", runErr)}
-		}
-		return &ExitError{Code: ExitFailure, Err: runErr}
+	defer b.Close()
+	fmt.Fprintf(stderr, "imagegen: building %d variant(s) through %s\n", len(reqs), b.Addr())
+	results, err := build.Run(ctx, b, reqs, opts)
+	if pw != nil && b.Started() > 0 {
+		<-pw.Done()
 	}
-	return nil
+	return results, err
 }
 
-func expandCache(refs []string, v *variants.Variant) []string {
-	var out []string
-	for _, r := range refs {
-		r = strings.ReplaceAll(r, "{image}", v.Image)
-		out = append(out, strings.ReplaceAll(r, "{variant}", v.Name))
+// checkWritableFile makes sure a file can be written where path says, the
+// way writeMetadata writes it, before hours of building depend on it. It
+// changes nothing on disk (a dry run checks it too).
+func checkWritableFile(path string) error {
+	through, err := writesThrough(path)
+	if err != nil {
+		return err
 	}
-	return out
-}
-
-func prepareWorker(ctx context.Context, stderr io.Writer, bf *buildFlags, dir string, platforms []string) error {
-	if len(bf.workerBins) > 0 {
-		bins, err := workerbin.ParseFlags(bf.workerBins)
+	st, serr := os.Stat(path)
+	switch {
+	case serr == nil && st.IsDir():
+		return errors.New("it is a directory")
+	case through && serr == nil:
+		// O_NONBLOCK: a FIFO without a reader fails instead of hanging.
+		f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return err
 		}
-		for _, p := range platforms {
-			if bins[p] == "" {
-				return fmt.Errorf("no --worker-bin for platform %s", p)
-			}
+		return f.Close()
+	case through: // a dangling symlink: the file it names will be created
+		target, err := os.Readlink(path)
+		if err != nil {
+			return err
 		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		return checkCreatable(target)
+	}
+	return checkCreatable(path)
+}
+
+// checkCreatable checks that a file can be created beside path, in its
+// folder or the nearest one that exists (writeMetadata creates the rest).
+func checkCreatable(path string) error {
+	dir := filepath.Dir(path)
+	for {
+		st, err := os.Stat(dir)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s is not a directory", dir)
+			}
+			break
+		}
+		parent := filepath.Dir(dir)
+		if !os.IsNotExist(err) || parent == dir {
+			return err
+		}
+		dir = parent
+	}
+	tmp, err := os.CreateTemp(dir, ".imagegen-check-*")
+	if err != nil {
+		return err
+	}
+	tmp.Close()
+	return os.Remove(tmp.Name())
+}
+
+// writesThrough says whether a file is written by opening it (a symlink, a
+// pipe, a terminal, /dev/stdout) rather than replaced by a rename, which
+// would replace the link or the device with a regular file.
+func writesThrough(path string) (bool, error) {
+	st, err := os.Lstat(path)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return st.Mode()&os.ModeSymlink != 0 || !st.Mode().IsRegular(), nil
+}
+
+// checkWorkerBins checks the --worker-bin files and that there is one for
+// every platform; none means the worker is compiled.
+func checkWorkerBins(values []string, platforms []string) (map[string]string, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	bins, err := workerbin.ParseFlags(values)
+	if errors.Is(err, workerbin.ErrDuplicatePlatform) {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	if err != nil {
+		return nil, &ExitError{Code: ExitFailure, Err: err}
+	}
+	for _, p := range platforms {
+		if bins[p] == "" {
+			return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("no --worker-bin for platform %s", p)}
+		}
+	}
+	return bins, nil
+}
+
+// prepareWorker puts the worker binaries into dir: the checked
+// --worker-bin files (checked again on the handle copied from), or
+// cmd/worker compiled.
+func prepareWorker(ctx context.Context, stderr io.Writer, bf *buildFlags, dir string, platforms []string, bins map[string]string) error {
+	if bins != nil {
 		return workerbin.Copy(dir, bins)
 	}
 	root, err := workerbin.FindModuleRoot(".")
@@ -300,19 +540,9 @@ func printSummary(w io.Writer, results []*build.Result, runErr error) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIANT\tDIGEST\tTAGS\tTIME\tCACHED")
 	for _, r := range results {
-		tags := strings.Join(r.Tags, " ")
-		if !r.Tagged && r.OCIDir == "" {
-			tags = "(not tagged) " + tags
-		}
-		if r.OCIDir != "" {
-			tags = r.OCIDir
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fs\t%d/%d\n", r.Variant, shortDigest(r.Digest), tags, r.Seconds, r.CachedSteps, r.Steps)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fs\t%d/%d\n", r.Variant, shortDigest(r.Digest), tagsColumn(r), r.Seconds, r.CachedSteps, r.Steps)
 	}
 	for _, name := range slices.Sorted(maps.Keys(failed)) {
-		if me != nil && me.Tagging {
-			continue
-		}
 		msg := failed[name]
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
 			msg = msg[:i]
@@ -322,6 +552,30 @@ func printSummary(w io.Writer, results []*build.Result, runErr error) {
 	tw.Flush()
 }
 
+// tagsColumn says where the image went: its OCI folder, or its tags, each
+// marked with what became of it unless it moved as asked.
+func tagsColumn(r *build.Result) string {
+	if r.OCIDir != "" {
+		return r.OCIDir
+	}
+	if len(r.TagResults) == 0 {
+		tags := strings.Join(r.Tags, " ")
+		if !r.Tagged {
+			tags = "(not tagged) " + tags
+		}
+		return tags
+	}
+	var parts []string
+	for _, tr := range r.TagResults {
+		if tr.State == registry.TagMoved {
+			parts = append(parts, tr.Tag)
+		} else {
+			parts = append(parts, tr.Tag+" ("+string(tr.State)+")")
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
 func shortDigest(d string) string {
 	if len(d) > 19 {
 		return d[:19]
@@ -329,10 +583,11 @@ func shortDigest(d string) string {
 	return d
 }
 
+// writeMetadata writes the results as JSON: through path when it is a
+// symlink, a pipe or a device (appending to an fd alias such as
+// /dev/stdout redirected to a file, so what was printed stays), else to a
+// temporary file renamed into place.
 func writeMetadata(path string, results []*build.Result) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
 	m := map[string]*build.Result{}
 	for _, r := range results {
 		m[r.Variant] = r
@@ -341,5 +596,32 @@ func writeMetadata(path string, results []*build.Result) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	b = append(b, '\n')
+	through, err := writesThrough(path)
+	if err != nil {
+		return err
+	}
+	if through {
+		return writeThrough(path, b)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
+}
+
+func writeThrough(path string, b []byte) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if abs, err := filepath.Abs(path); err == nil && (strings.HasPrefix(abs, "/dev/") || strings.HasPrefix(abs, "/proc/")) {
+		flags = os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(path, flags, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

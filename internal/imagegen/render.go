@@ -90,21 +90,20 @@ func renderVariants(cmd *cobra.Command, vs []*variants.Variant, lint bool) (map[
 	return files, warnings, nil
 }
 
+// writeRendered brings dir up to date, all or nothing (see commitFiles).
 func writeRendered(cmd *cobra.Command, dir string, files map[string][]byte, all bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("create output folder: %w", err)}
 	}
+	var changes []fileChange
+	var unchanged []string
 	for _, name := range sortedNames(files) {
 		p := filepath.Join(dir, name)
-		old, err := os.ReadFile(p)
-		if err == nil && bytes.Equal(old, files[name]) {
-			fmt.Fprintf(cmd.OutOrStdout(), "unchanged %s\n", p)
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, files[name]) {
+			unchanged = append(unchanged, p)
 			continue
 		}
-		if err := writeFileAtomic(p, files[name]); err != nil {
-			return &ExitError{Code: ExitFailure, Err: err}
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "wrote     %s\n", p)
+		changes = append(changes, fileChange{path: p, data: files[name]})
 	}
 	if all {
 		stale, err := staleFiles(dir, files)
@@ -112,10 +111,21 @@ func writeRendered(cmd *cobra.Command, dir string, files map[string][]byte, all 
 			return &ExitError{Code: ExitFailure, Err: err}
 		}
 		for _, p := range stale {
-			if err := os.Remove(p); err != nil {
-				return &ExitError{Code: ExitFailure, Err: err}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed   %s (its variant is gone)\n", p)
+			changes = append(changes, fileChange{path: p, remove: true})
+		}
+	}
+	if err := commitFiles(changes); err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
+	}
+	out := cmd.OutOrStdout()
+	for _, p := range unchanged {
+		fmt.Fprintf(out, "unchanged %s\n", p)
+	}
+	for _, c := range changes {
+		if c.remove {
+			fmt.Fprintf(out, "removed   %s (its variant is gone)\n", c.path)
+		} else {
+			fmt.Fprintf(out, "wrote     %s\n", c.path)
 		}
 	}
 	return nil

@@ -3,15 +3,21 @@
 package imagegen
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path"
+	"runtime/debug"
 	"strings"
+	"syscall"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/runpod-workers/worker-github_runner/internal/registry"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
@@ -44,6 +50,14 @@ func usageError(format string, args ...any) error {
 	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
 }
 
+// clip caps a value echoed in a message.
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "..."
+	}
+	return s
+}
+
 // matrixFlags are the flags every matrix-reading command shares.
 type matrixFlags struct {
 	files []string
@@ -66,9 +80,24 @@ func (f *matrixFlags) load(stderr io.Writer) (*variants.Matrix, error) {
 		variants.WriteDiagnostics(stderr, files, diags)
 	}
 	if diags.HasErrors() {
-		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s: %d error(s); nothing was done", strings.Join(f.files, ", "), len(diags.Errs()))}
+		code := ExitFailure
+		if onlyFlagSyntax(diags) {
+			code = ExitUsage
+		}
+		return nil, &ExitError{Code: code, Err: fmt.Errorf("%s: %d error(s); nothing was done", strings.Join(f.files, ", "), len(diags.Errs()))}
 	}
 	return m, nil
+}
+
+// onlyFlagSyntax says whether every error is a malformed --var or --set
+// (a usage error), rather than a mistake in a file or a value.
+func onlyFlagSyntax(diags hcl.Diagnostics) bool {
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError && (d.Subject != nil || (d.Summary != "Invalid --var" && d.Summary != "Invalid --set")) {
+			return false
+		}
+	}
+	return true
 }
 
 // selectVariants keeps the variants matching any of the glob patterns; every
@@ -117,7 +146,11 @@ func NewRootCommand() *cobra.Command {
 Dockerfile per variant, and builds and pushes every tag.
 
 Variables come from their defaults, then the environment (NAME=value), then
---var NAME=VALUE. Lists and maps are given as JSON.`,
+--var NAME=VALUE. Lists and maps are given as JSON.
+
+Exit codes: 0 ok; 1 invalid input or a failure (a crash inside imagegen is
+reported as a bug, with its stack); 2 a usage error (unknown command or flag,
+wrong arguments, a malformed flag value).`,
 		Example: `  imagegen list
   imagegen print gpu
   RELEASE=v1.0.0 imagegen print
@@ -135,28 +168,93 @@ Variables come from their defaults, then the environment (NAME=value), then
 	return root
 }
 
-// Main runs imagegen with args and returns the process exit code.
+// Main runs imagegen with args and returns the process exit code: 0 ok, 1
+// a failure (including a bug: a panic is reported with its stack), 2 a
+// usage error (flags and arguments only).
 func Main(args []string, stdout, stderr io.Writer) int {
+	return MainContext(context.Background(), args, stdout, stderr)
+}
+
+// MainContext is Main with a context: cancelling it (Run does on SIGINT and
+// SIGTERM) stops the builds; a tagging pass still puts back what it moved
+// (bounded, see registry.RollbackGrace) and a render still commits.
+func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "imagegen: internal error (a bug in imagegen, please report it): %v\n%s", r, debug.Stack())
+			code = ExitFailure
+		}
+	}()
 	root := NewRootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.Execute()
+	err := execute(ctx, root, args)
 	if err == nil {
 		return ExitOK
 	}
 	var ee *ExitError
-	if errors.As(err, &ee) {
-		if ee.Err != nil {
-			fmt.Fprintf(stderr, "imagegen: %v\n", ee.Err)
-		}
-		return ee.Code
+	if !errors.As(err, &ee) {
+		ee = &ExitError{Code: ExitFailure, Err: err}
 	}
-	// Cobra's own errors (unknown command, wrong number of arguments) are
-	// usage errors.
-	fmt.Fprintf(stderr, "imagegen: %v\nRun 'imagegen --help' for usage.\n", err)
-	return ExitUsage
+	if ee.Err != nil {
+		fmt.Fprintf(stderr, "imagegen: %v\n", ee.Err)
+	}
+	return ee.Code
 }
 
-// Run is Main on the process's arguments and standard streams.
-func Run() int { return Main(os.Args[1:], os.Stdout, os.Stderr) }
+// execute runs the command tree, marking cobra's own complaints about
+// commands and arguments as usage errors (flag errors are marked by the
+// flag error function).
+func execute(ctx context.Context, root *cobra.Command, args []string) error {
+	// cobra adds these inside Execute; Find must see them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
+	if !isCompletionRequest(args) {
+		if _, _, err := root.Find(args); err != nil {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nRun 'imagegen --help' for usage.", err)}
+		}
+	}
+	markArgErrors(root)
+	return root.ExecuteContext(ctx)
+}
+
+// isCompletionRequest says whether args are a shell's completion request
+// (cobra's hidden __complete command, which Find does not know).
+func isCompletionRequest(args []string) bool {
+	return len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd)
+}
+
+// markArgErrors makes every command's argument check return a usage error.
+func markArgErrors(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markArgErrors(sub)
+	}
+}
+
+// Run is Main on the process's arguments and standard streams. SIGINT and
+// SIGTERM cancel the run instead of killing the process, so that a tagging
+// pass can put back the tags it moved and a render finishes its renames;
+// they stay caught until Run returns (SIGKILL still ends it at once).
+func Run() int {
+	ctx, stop := signalContext(os.Stderr)
+	defer stop()
+	return MainContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM, saying so on stderr.
+func signalContext(stderr io.Writer) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	unsay := context.AfterFunc(ctx, func() {
+		fmt.Fprintf(stderr, "imagegen: interrupted: stopping (a tagging pass puts back the tags it moved, within %s; a render finishes its renames)\n", registry.RollbackGrace)
+	})
+	return ctx, func() { unsay(); stop() }
+}

@@ -1,11 +1,11 @@
 // Package registry talks to OCI registries through go-containerregistry:
-// it writes tags for images pushed by digest, and inspects what was
-// published. Credentials come from the Docker config file, as for BuildKit.
+// it writes the tags of images pushed by digest, all or nothing (tag.go),
+// and inspects what was published. Credentials come from the Docker config
+// file, as for BuildKit.
 package registry
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -39,46 +39,6 @@ func (c *Client) timeout() time.Duration {
 		return c.Timeout
 	}
 	return 5 * time.Minute
-}
-
-// Tag points every tag (a full reference) at image@digest. Tags in the same
-// repository are written as a manifest only; tags elsewhere copy the image
-// (blobs are mounted where the registry allows).
-func (c *Client) Tag(ctx context.Context, image, digest string, tags []string) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout())
-	defer cancel()
-	repo, err := name.NewRepository(image)
-	if err != nil {
-		return fmt.Errorf("image %q: %w", image, err)
-	}
-	src := repo.Digest(digest)
-	desc, err := remote.Get(src, c.options(ctx)...)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", src, err)
-	}
-	for _, t := range tags {
-		tag, err := name.NewTag(t)
-		if err != nil {
-			return fmt.Errorf("tag %q: %w", t, err)
-		}
-		if tag.Context().String() == repo.String() {
-			err = remote.Tag(tag, desc, c.options(ctx)...)
-		} else if desc.MediaType.IsIndex() {
-			var idx v1.ImageIndex
-			if idx, err = desc.ImageIndex(); err == nil {
-				err = remote.WriteIndex(tag, idx, c.options(ctx)...)
-			}
-		} else {
-			var img v1.Image
-			if img, err = desc.Image(); err == nil {
-				err = remote.Write(tag, img, c.options(ctx)...)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("tag %s: %w", t, err)
-		}
-	}
-	return nil
 }
 
 // IsLoopback says whether a reference's registry (host[:port] before the

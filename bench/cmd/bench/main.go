@@ -1,6 +1,9 @@
 // Command bench measures imagegen and the worker against what users would
 // pick instead, on this machine, in one run, and rewrites bench/RESULTS.md.
 // Run it through bench/run, which starts the local build environment.
+//
+// `bench check-render` is the regression check CI runs (without -race, no
+// build environment needed): see checkrender.go.
 package main
 
 import (
@@ -40,6 +43,9 @@ var (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "check-render" {
+		os.Exit(checkRender(os.Args[2:]))
+	}
 	flag.Parse()
 	root, _ = os.Getwd()
 	var err error
@@ -449,7 +455,8 @@ func workerBench() {
 		for k, v := range p.Env("pod-r") {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
-		cmd.Env = append(cmd.Env, "GITHUB_PAT=ghp_bench", "RUNNER_ROOT="+fr, "PATH="+os.Getenv("PATH"))
+		cmd.Env = append(cmd.Env, "GITHUB_PAT=ghp_bench", "GITHUB_ORG=my-org", "GITHUB_API_URL="+gh.URL,
+			"WGR_TEST_ALLOW_HTTP_LOOPBACK=1", "RUNNER_ALLOW_ROOT=1", "RUNNER_ROOT="+fr, "PATH="+os.Getenv("PATH"))
 		cmd.Start()
 		peak := 0
 		done := make(chan struct{})

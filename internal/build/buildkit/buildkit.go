@@ -5,6 +5,7 @@ package buildkit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	_ "github.com/moby/buildkit/client/connhelper/ssh"             // ssh://
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/moby/buildkit/util/progress/progresswriter"
 	"github.com/tonistiigi/fsutil"
 
@@ -143,47 +145,7 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 		return nil, err
 	}
 
-	export := client.ExportEntry{Attrs: map[string]string{}}
-	switch {
-	case req.Output.Push:
-		export.Type = client.ExporterImage
-		export.Attrs["push"] = "true"
-		export.Attrs["oci-mediatypes"] = "true"
-		if req.Output.ByDigest {
-			export.Attrs["name"] = v.Image
-			export.Attrs["push-by-digest"] = "true"
-		} else {
-			export.Attrs["name"] = strings.Join(v.Tags, ",")
-		}
-		if insecure(v.Image) {
-			export.Attrs["registry.insecure"] = "true"
-		}
-	default:
-		export.Type = client.ExporterOCI
-		export.OutputDir = req.Output.OCIDir
-		export.Attrs["tar"] = "false"
-		export.Attrs["name"] = strings.Join(v.Tags, ",")
-	}
-
-	opt := client.SolveOpt{
-		Frontend: "dockerfile.v0",
-		FrontendAttrs: map[string]string{
-			"filename": "Dockerfile",
-			"platform": strings.Join(v.Platforms, ","),
-		},
-		LocalMounts: map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
-		Exports:     []client.ExportEntry{export},
-		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-			AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(os.Stderr)),
-		})},
-		SharedKey: "imagegen-context",
-	}
-	for _, ref := range req.Cache.From {
-		opt.CacheImports = append(opt.CacheImports, cacheEntry(ref, false))
-	}
-	for _, ref := range req.Cache.To {
-		opt.CacheExports = append(opt.CacheExports, cacheEntry(ref, true))
-	}
+	opt := solveOpt(req, ctxFS, dfFS)
 
 	counter := newStepCounter()
 	ch := make(chan *client.SolveStatus)
@@ -225,31 +187,80 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 	return res, nil
 }
 
-func cacheEntry(ref string, export bool) client.CacheOptionsEntry {
-	// "type=registry,ref=x,mode=max" or a bare reference.
-	attrs := map[string]string{}
-	typ := "registry"
-	if strings.Contains(ref, "=") {
-		for _, kv := range strings.Split(ref, ",") {
-			k, val, _ := strings.Cut(kv, "=")
-			if k == "type" {
-				typ = val
-				continue
-			}
-			attrs[k] = val
-		}
-	} else {
-		attrs["ref"] = ref
+// solveOpt is the solve request for one variant: its export, caches
+// (structured, see cacheEntry), registry credentials and build secrets.
+func solveOpt(req *build.Request, ctxFS, dfFS fsutil.FS) client.SolveOpt {
+	v := req.Variant
+	opt := client.SolveOpt{
+		Frontend: "dockerfile.v0",
+		FrontendAttrs: map[string]string{
+			"filename": "Dockerfile",
+			"platform": strings.Join(v.Platforms, ","),
+		},
+		LocalMounts: map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		Exports:     []client.ExportEntry{exportEntry(req)},
+		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(os.Stderr)),
+		})},
+		SharedKey: "imagegen-context",
 	}
-	if export {
-		if _, ok := attrs["mode"]; !ok {
-			attrs["mode"] = "max"
-		}
+	if len(req.Secrets) > 0 {
+		opt.Session = append(opt.Session, secretsprovider.FromMap(req.Secrets))
 	}
-	if typ == "registry" && insecure(attrs["ref"]) {
+	for _, spec := range req.Cache.From {
+		opt.CacheImports = append(opt.CacheImports, cacheEntry(spec, false))
+	}
+	for _, spec := range req.Cache.To {
+		opt.CacheExports = append(opt.CacheExports, cacheEntry(spec, true))
+	}
+	return opt
+}
+
+// exportEntry pushes the image (by digest, or with its tags) or writes it
+// as an OCI layout.
+func exportEntry(req *build.Request) client.ExportEntry {
+	v := req.Variant
+	export := client.ExportEntry{Attrs: map[string]string{}}
+	switch {
+	case req.Output.Push:
+		export.Type = client.ExporterImage
+		export.Attrs["push"] = "true"
+		export.Attrs["oci-mediatypes"] = "true"
+		if req.Output.ByDigest {
+			export.Attrs["name"] = v.Image
+			export.Attrs["push-by-digest"] = "true"
+		} else {
+			export.Attrs["name"] = strings.Join(v.Tags, ",")
+		}
+		if insecure(v.Image) {
+			export.Attrs["registry.insecure"] = "true"
+		}
+	default:
+		export.Type = client.ExporterOCI
+		export.OutputDir = req.Output.OCIDir
+		export.Attrs["tar"] = "false"
+		export.Attrs["name"] = strings.Join(v.Tags, ",")
+	}
+	return export
+}
+
+// cacheEntry turns a parsed cache spec into BuildKit's structured form:
+// the attributes travel as a map, never as a string split again.
+func cacheEntry(spec build.CacheSpec, export bool) client.CacheOptionsEntry {
+	attrs := maps.Clone(spec.Attrs)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	if spec.Ref != "" {
+		attrs["ref"] = spec.Ref
+	}
+	if _, ok := attrs["mode"]; export && !ok {
+		attrs["mode"] = "max"
+	}
+	if spec.Type == "registry" && insecure(spec.Ref) {
 		attrs["registry.insecure"] = "true"
 	}
-	return client.CacheOptionsEntry{Type: typ, Attrs: attrs}
+	return client.CacheOptionsEntry{Type: spec.Type, Attrs: attrs}
 }
 
 // insecure says whether a reference's registry is on loopback, where plain

@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session/secrets"
+
+	"github.com/runpod-workers/worker-github_runner/internal/build"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 func TestCacheEntry(t *testing.T) {
@@ -27,9 +31,24 @@ func TestCacheEntry(t *testing.T) {
 		{"type=gha,scope=gpu", false, client.CacheOptionsEntry{Type: "gha", Attrs: map[string]string{"scope": "gpu"}}},
 	}
 	for _, tc := range tests {
-		if got := cacheEntry(tc.in, tc.export); !reflect.DeepEqual(got, tc.want) {
+		spec, err := build.ParseCacheSpec(tc.in)
+		if err != nil {
+			t.Fatalf("ParseCacheSpec(%q): %v", tc.in, err)
+		}
+		if got := cacheEntry(spec, tc.export); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("cacheEntry(%q, %v) = %+v, want %+v", tc.in, tc.export, got, tc.want)
 		}
+	}
+}
+
+// A reference substituted from a variants file stays the ref attribute,
+// whatever it contains: the entry is built as a map, never re-split.
+func TestCacheEntryKeepsRefWhole(t *testing.T) {
+	spec := build.CacheSpec{Type: "registry", Ref: "a.b,type=local,dest=/tmp/x:cache"}
+	got := cacheEntry(spec, true)
+	want := client.CacheOptionsEntry{Type: "registry", Attrs: map[string]string{"ref": spec.Ref, "mode": "max"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("cacheEntry = %+v, want %+v", got, want)
 	}
 }
 
@@ -103,5 +122,39 @@ func TestNotReachableSaysHowToStart(t *testing.T) {
 	_, err := New(ctx, Options{Addr: "unix://" + filepath.Join(t.TempDir(), "none.sock")})
 	if err == nil || !strings.Contains(err.Error(), "cannot reach BuildKit") || !strings.Contains(err.Error(), "buildkitd --addr") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// --runner-netrc reaches BuildKit as the build secret runner_netrc, through
+// the session: not a build argument, not a frontend attribute.
+func TestSecretsGoThroughTheSession(t *testing.T) {
+	netrc := []byte("machine mirror.example login u password p\n")
+	req := &build.Request{
+		Variant: &variants.Variant{Name: "cpu", Image: "docker.io/runpod/w", Platforms: []string{"linux/amd64"}},
+		Secrets: map[string][]byte{"runner_netrc": netrc},
+	}
+	opt := solveOpt(req, nil, nil)
+	for k, v := range opt.FrontendAttrs {
+		if strings.Contains(v, "password") {
+			t.Errorf("frontend attribute %s carries the secret", k)
+		}
+	}
+	var got []byte
+	for _, a := range opt.Session {
+		if sp, ok := a.(interface {
+			GetSecret(context.Context, *secrets.GetSecretRequest) (*secrets.GetSecretResponse, error)
+		}); ok {
+			resp, err := sp.GetSecret(context.Background(), &secrets.GetSecretRequest{ID: "runner_netrc"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = resp.Data
+		}
+	}
+	if string(got) != string(netrc) {
+		t.Fatalf("secret runner_netrc = %q, want the file's content", got)
+	}
+	if opt := solveOpt(&build.Request{Variant: req.Variant}, nil, nil); len(opt.Session) != 1 {
+		t.Errorf("without secrets: %d session attachables, want only the registry auth", len(opt.Session))
 	}
 }

@@ -202,6 +202,9 @@ func (b *Builder) files(variant string) files {
 // Args is the executor command line for a request (without the executor).
 func (b *Builder) Args(req *build.Request) ([]string, error) {
 	v := req.Variant
+	if len(req.Secrets) > 0 {
+		return nil, errors.New("kaniko has no build secrets (RUN --mount=type=secret): build with BuildKit to pass --runner-netrc")
+	}
 	if len(v.Platforms) != 1 {
 		return nil, fmt.Errorf("kaniko builds one platform per image; variant %s has %s (build it with BuildKit, or --set '%s.platforms=linux/amd64')", v.Name, strings.Join(v.Platforms, ", "), v.Name)
 	}
@@ -235,7 +238,11 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 		// output both start from a tarball.
 		args = append(args, "--no-push", "--tar-path="+f.tar, "--destination="+v.Image+":imagegen-build")
 	}
-	if repo := cacheRepo(req.Cache); repo != "" {
+	repo, err := cacheRepo(req.Cache)
+	if err != nil {
+		return nil, err
+	}
+	if repo != "" {
 		args = append(args, "--cache=true", "--cache-repo="+repo)
 		markInsecure(repo)
 	}
@@ -249,19 +256,18 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 }
 
 // cacheRepo picks Kaniko's one cache repository: it reads and writes the
-// same one. type=registry,ref=X or a bare reference.
-func cacheRepo(c build.Cache) string {
-	for _, ref := range append(append([]string{}, c.To...), c.From...) {
-		if !strings.Contains(ref, "=") {
-			return stripTag(ref)
-		}
-		for _, kv := range strings.Split(ref, ",") {
-			if k, v, _ := strings.Cut(kv, "="); k == "ref" {
-				return stripTag(v)
-			}
+// same one, and only registry caches exist for it.
+func cacheRepo(c build.Cache) (string, error) {
+	all := append(append([]build.CacheSpec{}, c.To...), c.From...)
+	for _, spec := range all {
+		if spec.Type != "registry" {
+			return "", fmt.Errorf("kaniko caches only in a registry, not type=%s", spec.Type)
 		}
 	}
-	return ""
+	if len(all) == 0 {
+		return "", nil
+	}
+	return stripTag(all[0].Ref), nil
 }
 
 // stripTag keeps the repository: Kaniko tags cache layers itself.

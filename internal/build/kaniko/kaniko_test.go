@@ -38,7 +38,7 @@ func TestArgsGolden(t *testing.T) {
 				{"push tags", build.Output{Push: true}},
 				{"local", build.Output{OCIDir: "/out/oci/" + v.Name}},
 			} {
-				req := &build.Request{Variant: v, ContextDir: "/ctx", Output: mode.out, Cache: build.Cache{To: []string{v.Image + "-cache"}}}
+				req := &build.Request{Variant: v, ContextDir: "/ctx", Output: mode.out, Cache: build.Cache{To: []build.CacheSpec{{Type: "registry", Ref: v.Image + "-cache"}}}}
 				args, err := b.Args(req)
 				if err != nil {
 					t.Fatal(err)
@@ -150,5 +150,23 @@ func TestRefusesOnAHost(t *testing.T) {
 	os.WriteFile(exe, []byte("#!/bin/sh\nexit 99\n"), 0o755)
 	if _, err := New(Options{Executor: exe}); err == nil || !strings.Contains(err.Error(), "refusing to run Kaniko") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Kaniko has no build secrets and caches only in a registry: asking for
+// either fails instead of being ignored.
+func TestArgsRefuseWhatKanikoCannotDo(t *testing.T) {
+	v := matrix(t).Find("cpu")
+	b := &Builder{o: Options{WorkDir: "/w"}}
+	for _, tc := range []struct {
+		req  *build.Request
+		want string
+	}{
+		{&build.Request{Variant: v, Secrets: map[string][]byte{"runner_netrc": []byte("x")}}, "no build secrets"},
+		{&build.Request{Variant: v, Cache: build.Cache{To: []build.CacheSpec{{Type: "local", Attrs: map[string]string{"dest": "/tmp/c"}}}}}, "only in a registry"},
+	} {
+		if _, err := b.Args(tc.req); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("err = %v, want %q", err, tc.want)
+		}
 	}
 }

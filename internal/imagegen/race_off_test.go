@@ -1,5 +1,0 @@
-//go:build !race
-
-package imagegen
-
-const raceEnabled = false
