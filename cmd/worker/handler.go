@@ -50,13 +50,12 @@ func startSweep(ctx context.Context, h runpod.Handler, log *slog.Logger) func() 
 	return func() {
 		select {
 		case <-wh.Registered():
-			t := time.NewTimer(sweepWait)
+			wait, stop := context.WithTimeout(ctx, sweepWait)
 			select {
 			case <-done:
-			case <-ctx.Done():
-			case <-t.C:
+			case <-wait.Done():
 			}
-			t.Stop()
+			stop()
 		default:
 		}
 		cancel()

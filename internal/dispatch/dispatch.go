@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/retry"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -228,50 +229,51 @@ func (c *Client) call(ctx context.Context, method, path string, body any, out an
 			return err
 		}
 	}
-	var last error
-	for i := 1; ; i++ {
-		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+c.APIKey.Reveal())
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "worker-github_runner-dispatch")
-		resp, err := hc.Do(req)
-		retry := false
-		if err != nil {
-			// Transport errors carry the URL, never the headers.
-			last, retry = fmt.Errorf("RunPod %s: %w", op, err), true
-		} else {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			switch {
-			case resp.StatusCode < 300:
-				if out != nil && len(bytes.TrimSpace(b)) > 0 {
-					if err := json.Unmarshal(b, out); err != nil {
-						return fmt.Errorf("RunPod %s: unexpected answer: %v", op, err)
-					}
-				}
-				return nil
-			case resp.StatusCode == 429 || resp.StatusCode >= 500:
-				last, retry = &APIError{op, resp.StatusCode, short(b)}, true
-			default:
-				return &APIError{op, resp.StatusCode, short(b)}
-			}
-		}
-		if !retry || i >= attempts || ctx.Err() != nil {
-			return last
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return last
-		case <-t.C:
-		}
-		wait *= 2
+	// Transport errors, 429 and 5xx are retried; waits double, no jitter.
+	p := retry.Policy{Attempts: attempts, Base: wait, Classify: func(err error, _ int) retry.Verdict {
+		var ae *APIError
+		var te transportError
+		return retry.Verdict{Retry: errors.As(err, &te) || errors.As(err, &ae) && (ae.Status == 429 || ae.Status >= 500)}
+	}}
+	err := retry.Do(ctx, p, func(int) error { return c.once(ctx, hc, method, u, op, payload, out) })
+	if re := (*retry.Error)(nil); errors.As(err, &re) {
+		return re.Err
 	}
+	return err
 }
+
+// once makes one request: transport errors and error answers come back
+// as errors, an *APIError for an answer.
+func (c *Client) once(ctx context.Context, hc *http.Client, method, u, op string, payload []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.APIKey.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "worker-github_runner-dispatch")
+	resp, err := hc.Do(req)
+	if err != nil {
+		// Transport errors carry the URL, never the headers.
+		return transportError{fmt.Errorf("RunPod %s: %w", op, err)}
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return &APIError{op, resp.StatusCode, short(b)}
+	}
+	if out != nil && len(bytes.TrimSpace(b)) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("RunPod %s: unexpected answer: %v", op, err)
+		}
+	}
+	return nil
+}
+
+// transportError is a request that got no answer: retried.
+type transportError struct{ error }
+
+func (e transportError) Unwrap() error { return e.error }
 
 func short(b []byte) string {
 	s := strings.TrimSpace(string(b))

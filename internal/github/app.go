@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,42 +43,79 @@ func InstallationToken(ctx context.Context, o Options, app App) (secret.Value, e
 	if err != nil {
 		return secret.Value{}, err
 	}
-	jwt, err := appJWT(app.ID, key, time.Now())
+	hc := o.httpClient()
+	if o.HTTP == nil {
+		hc.Timeout = 30 * time.Second
+	}
+	u := fmt.Sprintf("%sapp/installations/%d/access_tokens", api, app.InstallationID)
+	st := &attemptState{}
+	var tok secret.Value
+	err = mintPolicy(o, app).do(ctx, st, func() error {
+		var err error
+		tok, err = mintOnce(ctx, hc, u, app.ID, key, st)
+		return err
+	})
+	return tok, err
+}
+
+// mintPolicy is GitHub's policy (see policy.go) for minting a token.
+func mintPolicy(o Options, app App) policyOptions {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return policyOptions{op: "GitHub App token", attempts: 5, backoff: time.Second, max: time.Minute, log: log,
+		refused: func(status int, err error) error {
+			switch status {
+			case 401:
+				return errors.New("GitHub App token: the app id or private key was rejected")
+			case 404:
+				return fmt.Errorf("GitHub App token: installation %d not found for app %d", app.InstallationID, app.ID)
+			}
+			if status >= 0 && status != 200 && status != 201 {
+				return fmt.Errorf("GitHub App token: %w", err)
+			}
+			return err
+		}}
+}
+
+// mintOnce makes one request and records its answer in st.
+// A JWT is signed per attempt: rate-limit waits can outlast one. A
+// failure before any request (status -1) is not retried.
+func mintOnce(ctx context.Context, hc *http.Client, u string, appID int64, key *rsa.PrivateKey, st *attemptState) (secret.Value, error) {
+	*st = attemptState{cutoff: st.cutoff, secondary: st.secondary, status: -1}
+	jwt, err := appJWT(appID, key, time.Now())
 	if err != nil {
 		return secret.Value{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%sapp/installations/%d/access_tokens", api, app.InstallationID), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
 		return secret.Value{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+jwt)
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-	hc := o.httpClient()
-	if o.HTTP == nil {
-		hc.Timeout = 30 * time.Second
-	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return secret.Value{}, fmt.Errorf("GitHub App token: %w", err)
+		st.status, st.err = 0, err
+		return secret.Value{}, st.err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var body struct {
+		Token   string `json:"token"`
+		Message string `json:"message"`
+	}
+	jerr := json.Unmarshal(b, &body)
+	st.status, st.header, st.msg = resp.StatusCode, resp.Header, body.Message
 	switch {
-	case resp.StatusCode == 401:
-		return secret.Value{}, errors.New("GitHub App token: the app id or private key was rejected")
-	case resp.StatusCode == 404:
-		return secret.Value{}, fmt.Errorf("GitHub App token: installation %d not found for app %d", app.InstallationID, app.ID)
 	case resp.StatusCode != 201 && resp.StatusCode != 200:
-		return secret.Value{}, fmt.Errorf("GitHub App token: HTTP %d", resp.StatusCode)
-	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal(b, &tok); err != nil || tok.Token == "" {
+		st.err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		return secret.Value{}, st.err
+	case jerr != nil || body.Token == "":
 		return secret.Value{}, errors.New("GitHub App token: no token in GitHub's answer")
 	}
-	return secret.New(tok.Token), nil
+	return secret.New(body.Token), nil
 }
 
 func parseKey(pemKey secret.Value) (*rsa.PrivateKey, error) {

@@ -10,17 +10,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	gh "github.com/google/go-github/v66/github"
 
+	"github.com/runpod-workers/worker-github_runner/internal/retry"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -340,138 +339,23 @@ func Uncertain(err error) bool {
 	return ae.Status == 0 || ae.Status >= 500 || ae.Status == http.StatusConflict
 }
 
-// call runs one API operation with retries: server errors, rate limits
-// and transport errors are retried; 401, 403 and 404 fail at once with
-// what permission is missing. A Retry-After header is honoured whatever
-// the status (GitHub's rule for rate limits), and no wait runs past ctx's
-// deadline: when the next attempt cannot happen in time, call returns the
-// last error at once.
+// call runs one API operation with GitHub's retry policy (see policy):
+// server errors, rate limits and transport errors are retried; 401, 403
+// and 404 fail at once with what permission is missing. No wait runs past
+// ctx's deadline: when the next attempt cannot happen in time, call
+// returns the last error at once.
 func (c *Client) call(ctx context.Context, op string, f func() (*gh.Response, error)) error {
-	for attempt := 1; ; attempt++ {
+	st := &attemptState{}
+	return c.policy(op).do(ctx, st, func() error {
 		resp, err := f()
 		if resp != nil && resp.Rate.Limit > 0 {
 			c.rateMu.Lock()
 			c.rate = resp.Rate
 			c.rateMu.Unlock()
 		}
-		if err == nil {
-			return nil
-		}
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		wait, rateLimited, fatal := c.classify(op, attempt, status, resp, err)
-		if fatal != nil {
-			return fatal
-		}
-		if rateLimited && c.FailOnRateLimit {
-			return &APIError{Op: op, Status: status, Err: fmt.Errorf("rate limited, not waiting: %w", err)}
-		}
-		if attempt >= c.Attempts {
-			return &APIError{Op: op, Status: status, Err: fmt.Errorf("giving up after %d attempts: %w", attempt, err)}
-		}
-		if werr := c.wait(ctx, op, status, wait, rateLimited, err); werr != nil {
-			return werr
-		}
-	}
-}
-
-// classify says how long to wait before retrying a failed attempt, or
-// returns the error that ends the call.
-func (c *Client) classify(op string, attempt, status int, resp *gh.Response, err error) (wait time.Duration, rateLimited bool, fatal error) {
-	var rl *gh.RateLimitError
-	var abuse *gh.AbuseRateLimitError
-	retryAfter, hasRetryAfter := retryAfterHeader(resp)
-	switch {
-	case errors.As(err, &rl):
-		// go-github refuses to call again before the reset: wait for it
-		// (plus a second, the reset has whole-second precision).
-		wait = time.Until(rl.Rate.Reset.Time) + time.Second
-		if wait > MaxRateLimitWait {
-			return 0, false, &APIError{Op: op, Status: status, Err: fmt.Errorf("rate limit exhausted until %s", rl.Rate.Reset.Time.Format(time.RFC3339)), Hint: "use a GitHub App or another token for this endpoint"}
-		}
-		return wait, true, nil
-	case errors.As(err, &abuse):
-		if wait = abuse.GetRetryAfter(); wait == 0 {
-			wait = c.Backoff * 10
-		}
-		return wait, true, nil
-	case hasRetryAfter && (status == 403 || status == 429 || status >= 500):
-		if retryAfter > MaxRateLimitWait {
-			return 0, false, &APIError{Op: op, Status: status, Err: fmt.Errorf("GitHub's rate limit asks to wait %v (Retry-After), longer than %v", retryAfter, MaxRateLimitWait), Hint: "use a GitHub App or another token for this endpoint"}
-		}
-		return retryAfter, true, nil
-	case status == 401:
-		return 0, false, &APIError{Op: op, Status: status, Err: errors.New("bad credentials: the PAT is invalid or expired"), Hint: c.scope.MissingPermission()}
-	case status == 403:
-		return 0, false, &APIError{Op: op, Status: status, Err: errors.New("forbidden"), Hint: c.scope.MissingPermission()}
-	case status == 404:
-		return 0, false, &APIError{Op: op, Status: status, Err: fmt.Errorf("%s %s not found, or the credential cannot see it", c.scope.Kind, c.scope), Hint: c.scope.MissingPermission()}
-	case status >= 500 || status == 0 || status == 429:
-		wait = c.Backoff << min(attempt-1, 10)
-		return wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1)), false, nil
-	}
-	return 0, false, &APIError{Op: op, Status: status, Err: err}
-}
-
-// retryAfterHeader reads Retry-After: seconds or an HTTP date.
-func retryAfterHeader(resp *gh.Response) (time.Duration, bool) {
-	if resp == nil || resp.Response == nil {
-		return 0, false
-	}
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-		return time.Duration(min(n, 1<<31)) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0), true
-	}
-	return 0, false
-}
-
-// wait sleeps before the next attempt, unless ctx ends first, the retry
-// cutoff is done, or the wait would run past ctx's deadline.
-func (c *Client) wait(ctx context.Context, op string, status int, wait time.Duration, rateLimited bool, last error) error {
-	if !rateLimited {
-		wait = min(wait, c.MaxWait)
-	}
-	wait = max(wait, 0)
-	var cutoff <-chan struct{}
-	if cut, ok := ctx.Value(retryCutoffKey{}).(context.Context); ok {
-		cutoff = cut.Done()
-	}
-	stopped := func() error {
-		return &APIError{Op: op, Status: status, Err: fmt.Errorf("not retried, the job is cancelled: %w", last)}
-	}
-	select {
-	case <-cutoff:
-		return stopped()
-	default:
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
-		what := "another attempt"
-		if rateLimited {
-			what = fmt.Sprintf("the %v GitHub's rate limit asks to wait", wait.Round(time.Second))
-		}
-		return &APIError{Op: op, Status: status, Err: fmt.Errorf("no time left for %s: %w", what, last)}
-	}
-	if rateLimited {
-		c.log.Warn("GitHub rate limit: waiting before retrying", "op", op, "status", status, "retry_in", wait)
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return &APIError{Op: op, Status: status, Err: fmt.Errorf("%w (last error: %v)", ctx.Err(), last)}
-	case <-cutoff:
-		return stopped()
-	case <-t.C:
-		return nil
-	}
+		st.observe(resp, err)
+		return err
+	})
 }
 
 // RunnerGroupID resolves a runner group name to its id. An empty name or
@@ -672,40 +556,29 @@ func runnerOf(r *gh.Runner) Runner {
 }
 
 // DeleteRunner removes a runner by id. A runner GitHub already removed
-// (404) counts as deleted; one still running a job (422) is retried until
-// ctx ends.
+// (404) counts as deleted; one still running a job (422 saying so) is
+// retried until ctx ends. Any other 422 (a validation failure) fails.
 func (c *Client) DeleteRunner(ctx context.Context, id int64) error {
-	for attempt := 1; ; attempt++ {
-		var resp *gh.Response
+	p := retry.Policy{Base: c.Backoff, Max: c.MaxWait, Classify: func(err error, _ int) retry.Verdict {
+		return retry.Verdict{Retry: runnerBusy(err)}
+	}}
+	err := retry.Do(ctx, p, func(int) error {
 		err := c.call(ctx, "delete runner", func() (*gh.Response, error) {
-			var err error
 			switch c.scope.Kind {
 			case Repo:
-				resp, err = c.gh.Actions.RemoveRunner(ctx, c.scope.Owner, c.scope.Repo, id)
+				return c.gh.Actions.RemoveRunner(ctx, c.scope.Owner, c.scope.Repo, id)
 			case Enterprise:
-				resp, err = c.gh.Enterprise.RemoveRunner(ctx, c.scope.Owner, id)
-			default:
-				resp, err = c.gh.Actions.RemoveOrganizationRunner(ctx, c.scope.Owner, id)
+				return c.gh.Enterprise.RemoveRunner(ctx, c.scope.Owner, id)
 			}
-			return resp, err
+			return c.gh.Actions.RemoveOrganizationRunner(ctx, c.scope.Owner, id)
 		})
-		var ae *APIError
-		switch {
-		case err == nil:
+		if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Status == 404 {
 			return nil
-		case errors.As(err, &ae) && ae.Status == 404:
-			return nil
-		case errors.As(err, &ae) && ae.Status == 422:
-			wait := min(c.Backoff<<min(attempt-1, 6), c.MaxWait)
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("delete runner %d: still busy with a job when time ran out: %w", id, ctx.Err())
-			case <-t.C:
-			}
-		default:
-			return err
 		}
+		return err
+	})
+	if re := (*retry.Error)(nil); errors.As(err, &re) && re.Reason == retry.Cancelled {
+		return fmt.Errorf("delete runner %d: still busy with a job when time ran out: %w", id, ctx.Err())
 	}
+	return err
 }

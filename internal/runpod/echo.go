@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/retry"
 )
 
 func echoHandle(ctx context.Context, job *Job, u Updater) (any, error) {
@@ -12,10 +14,8 @@ func echoHandle(ctx context.Context, job *Job, u Updater) (any, error) {
 	if err := json.Unmarshal(job.Input, &in); err == nil {
 		if s, ok := in["sleep"].(float64); ok {
 			u.Progress(map[string]any{"sleeping": s})
-			select {
-			case <-time.After(time.Duration(s * float64(time.Second))):
-			case <-ctx.Done():
-				return nil, errors.New("job cancelled: " + context.Cause(ctx).Error())
+			if cause := retry.Sleep(ctx, nil, time.Duration(s*float64(time.Second))); cause != nil {
+				return nil, errors.New("job cancelled: " + cause.Error())
 			}
 		}
 		if msg, ok := in["fail"].(string); ok {

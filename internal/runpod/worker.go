@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/retry"
 )
 
 // Options configure a Worker. Zero timings take the platform's defaults;
@@ -176,18 +177,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		switch {
 		case err != nil:
 			failures++
-			wait := backoff(w.o.BackoffBase, w.o.BackoffMax, failures)
+			wait := w.backoff().Delay(failures)
 			w.log.Warn("job take failed", "error", err, "retry_in", wait.Round(time.Millisecond))
-			sleep(ctx, wait)
+			retry.Sleep(ctx, nil, wait)
 			continue
 		case status == http.StatusTooManyRequests:
 			w.log.Info("job take rate limited", "retry_in", w.o.RateLimitWait)
-			sleep(ctx, w.o.RateLimitWait)
+			retry.Sleep(ctx, nil, w.o.RateLimitWait)
 			continue
 		}
 		failures = 0
 		if len(jobs) == 0 && len(bad) == 0 && time.Since(start) < w.o.NoJobWait {
-			sleep(ctx, w.o.NoJobWait)
+			retry.Sleep(ctx, nil, w.o.NoJobWait)
 		}
 	}
 
@@ -201,9 +202,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		w.log.Info("shutting down: cancelling held jobs", "jobs", w.heldIDs(), "grace", w.o.Grace)
 		cancelJobs(errShutdown)
+		grace, cancel := context.WithTimeout(context.Background(), w.o.Grace)
+		defer cancel()
 		select {
 		case <-done:
-		case <-time.After(w.o.Grace):
+		case <-grace.Done():
 			w.log.Error("jobs did not finish within the grace period", "jobs", w.heldIDs())
 		}
 	}
@@ -462,26 +465,26 @@ func (w *Worker) postFinal(jobID string, streamed bool, body map[string]any) {
 	}
 }
 
-// post sends a body, retrying transport errors and 5xx. It returns the last
-// HTTP status (a 4xx is returned, not retried).
+// post sends a body, retrying transport errors and 5xx after the SDK's
+// waits (PostRetryWaits). It returns the last HTTP status (a 4xx is
+// returned, not retried).
 func (w *Worker) post(ctx context.Context, u, jobID string, body []byte) (int, error) {
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		status, err := w.postOnce(ctx, u, jobID, body)
-		switch {
-		case err == nil && status < 500:
-			return status, nil
-		case err == nil:
-			lastErr = fmt.Errorf("HTTP %d", status)
-		default:
-			lastErr = err
+	status := 0
+	p := retry.Policy{Waits: w.o.PostRetryWaits, Attempts: len(w.o.PostRetryWaits) + 1,
+		OnWait: func(_ int, wait time.Duration, err error) {
+			w.log.Warn("post failed, retrying", "request_id", jobID, "error", err, "retry_in", wait)
+		}}
+	err := retry.Do(ctx, p, func(int) error {
+		var err error
+		if status, err = w.postOnce(ctx, u, jobID, body); err == nil && status >= 500 {
+			err = fmt.Errorf("HTTP %d", status)
 		}
-		if attempt >= len(w.o.PostRetryWaits) || ctx.Err() != nil {
-			return status, lastErr
-		}
-		w.log.Warn("post failed, retrying", "request_id", jobID, "error", lastErr, "retry_in", w.o.PostRetryWaits[attempt])
-		sleep(ctx, w.o.PostRetryWaits[attempt])
+		return err
+	})
+	if re := (*retry.Error)(nil); errors.As(err, &re) {
+		err = re.Err
 	}
+	return status, err
 }
 
 func (w *Worker) postOnce(ctx context.Context, u, jobID string, body []byte) (int, error) {
@@ -529,31 +532,32 @@ func (w *Worker) heartbeat(ctx context.Context) {
 
 func (w *Worker) ping(ctx context.Context) {
 	u := w.cfg.pingURL(w.heldIDs())
-	for attempt := 0; attempt < 4; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, 2*w.cfg.PingInterval)
-		req, err := http.NewRequestWithContext(pctx, http.MethodGet, u, nil)
-		if err != nil {
-			cancel()
-			return
-		}
-		w.headers(req, "")
-		resp, err := w.o.Client.Do(req)
-		status := 0
-		if err == nil {
-			status = resp.StatusCode
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-			resp.Body.Close()
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil && status != http.StatusTooManyRequests && status < 500 {
-			return
-		}
-		w.log.Debug("ping failed", "status", status, "error", scrub(err))
-		sleep(ctx, w.cfg.PingInterval/5)
+	// The SDK's: four attempts, a fifth of the interval apart.
+	p := retry.Policy{Attempts: 4, Base: w.cfg.PingInterval / 5, Max: w.cfg.PingInterval / 5}
+	retry.Do(ctx, p, func(int) error { return w.pingOnce(ctx, u) })
+}
+
+// pingOnce sends one ping; a transport error, 429 or 5xx is an error.
+func (w *Worker) pingOnce(ctx context.Context, u string) error {
+	pctx, cancel := context.WithTimeout(ctx, 2*w.cfg.PingInterval)
+	defer cancel()
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil
 	}
+	w.headers(req, "")
+	resp, err := w.o.Client.Do(req)
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+	}
+	if ctx.Err() != nil || err == nil && status != http.StatusTooManyRequests && status < 500 {
+		return nil
+	}
+	w.log.Debug("ping failed", "status", status, "error", scrub(err))
+	return fmt.Errorf("ping: HTTP %d: %v", status, scrub(err))
 }
 
 // cancelPoll long-polls the job-stop URL and cancels the jobs it names;
@@ -564,7 +568,7 @@ func (w *Worker) cancelPoll(ctx context.Context, u string) {
 		ids, err := w.pollStop(ctx, u)
 		if err != nil {
 			failures++
-			sleep(ctx, backoff(w.o.BackoffBase, w.o.BackoffMax, failures))
+			retry.Sleep(ctx, nil, w.backoff().Delay(failures))
 			continue
 		}
 		failures = 0
@@ -572,7 +576,7 @@ func (w *Worker) cancelPoll(ctx context.Context, u string) {
 			w.platformCancel(id)
 		}
 		if len(ids) == 0 {
-			sleep(ctx, w.o.NoJobWait)
+			retry.Sleep(ctx, nil, w.o.NoJobWait)
 		}
 	}
 }
@@ -634,22 +638,10 @@ func (w *Worker) pollStop(ctx context.Context, u string) ([]string, error) {
 	return body.JobsToStop, nil
 }
 
-// backoff is exponential with full jitter, capped.
-func backoff(base, maxWait time.Duration, failures int) time.Duration {
-	d := base << min(failures-1, 16)
-	if d > maxWait || d <= 0 {
-		d = maxWait
-	}
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+// backoff is the policy after failed takes and job-stop polls:
+// exponential from BackoffBase, capped at BackoffMax, jittered.
+func (w *Worker) backoff() retry.Policy {
+	return retry.Policy{Base: w.o.BackoffBase, Max: w.o.BackoffMax, Jitter: true}
 }
 
 // scrub removes URL query strings from transport errors; the platform's

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/runpod-workers/worker-github_runner/internal/retry"
 	"github.com/runpod-workers/worker-github_runner/internal/runner"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
@@ -51,11 +52,7 @@ func afterCancel(ctx context.Context, d time.Duration) (context.Context, context
 			return
 		case <-ctx.Done():
 		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-out.Done():
-		case <-t.C:
+		if retry.Sleep(out, nil, d) == nil {
 			cancel(fmt.Errorf("%v after the job was cancelled: the grace period is used up", d))
 		}
 	}()

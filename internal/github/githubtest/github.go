@@ -66,9 +66,18 @@ type Fault struct {
 	// Match is a substring of "METHOD /path"; empty matches anything.
 	Match  string
 	Status int
-	// RateLimit makes a 403 look like GitHub's primary rate limit
-	// (X-RateLimit-Remaining: 0, reset in one second).
+	// RateLimit makes a 403 (or Status: 429, which GitHub sends too) look
+	// like GitHub's primary rate limit: X-RateLimit-Remaining: 0, reset
+	// after Reset (default one second).
 	RateLimit bool
+	Reset     time.Duration
+	// Secondary answers 403 (or Status: 429) as GitHub's secondary rate
+	// limit does when it sends neither Retry-After nor a reset: the body
+	// and documentation_url GitHub uses, which go-github recognises.
+	Secondary bool
+	// Message replaces the body's message of a Status answer (a 422 that
+	// is a validation failure, not a busy runner).
+	Message string
 	// RetryAfter adds a Retry-After header (seconds) to a 403 (or Status)
 	// whose body is not go-github's secondary-limit shape: GitHub's rule
 	// is that the header alone says "wait this long".
@@ -215,6 +224,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// SecondaryRateLimitDocs is the documentation_url of GitHub's secondary
+// rate-limit answers.
+const SecondaryRateLimitDocs = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+
 func ghError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"message": msg, "documentation_url": "https://docs.github.com/rest"})
 }
@@ -267,13 +280,16 @@ func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 	case f.RateLimit:
 		w.Header().Set("X-RateLimit-Limit", "5000")
 		w.Header().Set("X-RateLimit-Remaining", "0")
-		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
-		ghError(w, 403, "API rate limit exceeded")
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(cmp.Or(f.Reset, time.Second)).Unix(), 10))
+		ghError(w, cmp.Or(f.Status, 403), "API rate limit exceeded")
+	case f.Secondary:
+		writeJSON(w, cmp.Or(f.Status, 403), map[string]any{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+			"documentation_url": SecondaryRateLimitDocs})
 	case f.RetryAfter > 0:
 		w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 		ghError(w, cmp.Or(f.Status, 403), "You have exceeded a secondary rate limit")
 	case f.Status != 0:
-		ghError(w, f.Status, "injected failure")
+		ghError(w, f.Status, cmp.Or(f.Message, "injected failure"))
 	default: // a delay alone
 		g.handle(w, r, path, auth, body)
 	}
