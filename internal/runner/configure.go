@@ -46,13 +46,21 @@ type ConfigureOptions struct {
 }
 
 // Configure registers the runner with a registration token, as config.sh
-// does (bin/Runner.Listener configure), without a shell. The token goes
-// through the environment, not argv.
+// does (bin/Runner.Listener configure), without a shell, after removing
+// the previous runner's configuration (see resetRoot). The token goes
+// through the environment, not argv. The runner may update itself: a
+// self-update's exit restarts it (see Run).
 func Configure(ctx context.Context, cfg Config, o ConfigureOptions) error {
 	cfg.defaults()
 	cfg.Redactor.Add(o.Token)
 	cred, home, err := credential(cfg.User)
 	if err != nil {
+		return err
+	}
+	if cred != nil {
+		defer enterAccount(cred.Uid)()
+	}
+	if err := resetRoot(&cfg, cred); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -74,7 +82,7 @@ func Configure(ctx context.Context, cfg Config, o ConfigureOptions) error {
 }
 
 func (o ConfigureOptions) args() []string {
-	args := []string{"configure", "--unattended", "--ephemeral", "--disableupdate", "--no-default-labels",
+	args := []string{"configure", "--unattended", "--ephemeral", "--no-default-labels",
 		"--url", o.URL, "--name", o.Name, "--labels", strings.Join(o.Labels, ","), "--work", o.WorkFolder, "--replace"}
 	if o.RunnerGroup != "" {
 		args = append(args, "--runnergroup", o.RunnerGroup)

@@ -40,8 +40,10 @@ func credential(name string) (*syscall.Credential, string, error) {
 var basics = []string{"PATH", "LANG", "LC_ALL", "TZ", "TERM", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_VERSION", "LD_LIBRARY_PATH"}
 
 // DefaultDeny are removed from the runner's environment whatever is
-// configured: credentials and the RunPod platform's variables.
-var DefaultDeny = []string{"GITHUB_PAT", "GITHUB_TOKEN", "GH_TOKEN", "GITHUB_APP_*", "RUNPOD_*", "ACTIONS_RUNNER_INPUT_*", "RUNNER_ENV_*", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
+// configured: credentials, the RunPod platform's variables, and
+// ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT (the runner's own log, with the job's
+// output, would reach the listener's output the worker reads and streams).
+var DefaultDeny = []string{"GITHUB_PAT", "GITHUB_TOKEN", "GH_TOKEN", "GITHUB_APP_*", "RUNPOD_*", "ACTIONS_RUNNER_INPUT_*", "RUNNER_ENV_*", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT"}
 
 func match(name string, pats []string) bool {
 	for _, p := range pats {
@@ -76,7 +78,8 @@ func ScrubEnv(env, deny, allow []string) []string {
 func runnerEnv(cfg *Config, home string, h *hooks) []string {
 	env := ScrubEnv(cfg.BaseEnv, cfg.Deny, cfg.Allow)
 	drop := map[string]bool{"HOME": true, "USER": true, "LOGNAME": true, "RUNNER_ALLOW_RUNASROOT": true,
-		"ACTIONS_RUNNER_HOOK_JOB_STARTED": true, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED": true}
+		"ACTIONS_RUNNER_HOOK_JOB_STARTED": true, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED": true,
+		"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE": true}
 	out := env[:0:0]
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
@@ -85,7 +88,9 @@ func runnerEnv(cfg *Config, home string, h *hooks) []string {
 		}
 	}
 	out = append(out, "HOME="+home, "USER="+cfg.User, "LOGNAME="+cfg.User,
-		"ACTIONS_RUNNER_HOOK_JOB_STARTED="+h.started, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED="+h.completed)
+		"ACTIONS_RUNNER_HOOK_JOB_STARTED="+h.started, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED="+h.completed,
+		// A deprecated runner exits 7, not 1 (Runner.Listener Program.cs).
+		"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1")
 	if cfg.User == "root" {
 		out = append(out, "RUNNER_ALLOW_RUNASROOT=1")
 	}

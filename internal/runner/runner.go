@@ -46,6 +46,13 @@ type Config struct {
 	JobTimeout  time.Duration // a job running longer: stop (0: none)
 	StopGrace   time.Duration // SIGTERM to SIGKILL (default 10 s)
 	MaxRestarts int           // self-update (3/4) and retryable (2) restarts (default 3)
+	// RetryBackoff is the wait before restarting after a retryable
+	// failure (exit 2), as run.sh waits (default 5 s).
+	RetryBackoff time.Duration
+	// UpdateWait bounds the wait, after a self-update exit (3/4), for the
+	// detached updater to swap bin/ and externals/ and write
+	// update.finished (default 30 s, as run.sh).
+	UpdateWait time.Duration
 
 	Redactor *secret.Redactor
 	// MaxLine is the longest output line passed on (default 16 KiB);
@@ -101,7 +108,7 @@ const (
 func exitMeaning(code int) string {
 	switch code {
 	case exitTerminated:
-		return "terminated: the runner's registration was deleted, access was denied, the JIT config is invalid, or the runner version is deprecated"
+		return "terminated: the runner's registration was deleted, access was denied, or the JIT config is invalid"
 	case exitRetryable:
 		return "retryable failure"
 	case exitUpdated, exitUpdatedRunOnce:
@@ -127,6 +134,12 @@ func (c *Config) defaults() {
 	if c.MaxRestarts <= 0 {
 		c.MaxRestarts = 3
 	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 5 * time.Second
+	}
+	if c.UpdateWait <= 0 {
+		c.UpdateWait = 30 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -143,7 +156,10 @@ func (c *Config) defaults() {
 
 // Run runs the listener until the job ends, a timeout fires, ctx ends
 // (SIGTERM or a RunPod cancel: the listener is told to stop, which cancels
-// a running job) or the listener fails.
+// a running job) or the listener fails. With a JIT config, the previous
+// runner's configuration is removed first (see resetRoot; Configure does
+// it in token mode). After each run of the listener, what it left is
+// killed (see afterRun).
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
 	cfg.Redactor.Add(cfg.JIT)
@@ -152,6 +168,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cred, home, err := credential(cfg.User)
 	if err != nil {
 		return res, err
+	}
+	if cred != nil {
+		defer enterAccount(cred.Uid)()
+	}
+	if !cfg.JIT.Empty() {
+		if err := resetRoot(&cfg, cred); err != nil {
+			return res, err
+		}
 	}
 	hooks, err := newHooks(cred)
 	if err != nil {
@@ -166,13 +190,27 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		code, err := s.wait(ctx)
 		res.ExitCode = code
+		afterRun(ctx, s, code, cred)
 		if err != nil {
 			return res, err
 		}
 		if again, err := restart(&cfg, res, code); !again {
 			return res, err
 		}
+		if !backoff(ctx, &cfg, code) {
+			res.Cancelled = true
+			return res, nil
+		}
 	}
+}
+
+// backoff waits RetryBackoff after a retryable failure, as run.sh waits
+// 5 s. It says whether to restart: not once ctx ended.
+func backoff(ctx context.Context, cfg *Config, code int) bool {
+	if code == exitRetryable {
+		sleep(ctx, cfg.RetryBackoff)
+	}
+	return ctx.Err() == nil
 }
 
 // restart says whether the listener is to run again after exiting with
@@ -191,7 +229,7 @@ func restart(cfg *Config, res *Result, code int) (bool, error) {
 	}
 	res.Restarts++
 	if code == exitRetryable {
-		cfg.Log.Warn("runner failed with a retryable error: restarting", "exit_code", code, "restart", res.Restarts)
+		cfg.Log.Warn("runner failed with a retryable error: restarting", "exit_code", code, "restart", res.Restarts, "after", cfg.RetryBackoff)
 	} else {
 		cfg.Log.Warn("the runner updated itself: this image's runner is out of date, rebuild it with a newer RUNNER_VERSION; restarting the updated runner", "exit_code", code, "restart", res.Restarts)
 	}

@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if err := releaseUser(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 	os.Exit(code)
 }
 
@@ -87,9 +90,11 @@ func config(root string, red *secret.Redactor, out *lines) runner.Config {
 		IdleTimeout: 30 * time.Second,
 		JobTimeout:  30 * time.Second,
 		StopGrace:   2 * time.Second,
-		Redactor:    red,
-		OnLine:      out.add,
-		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Short, so that restarts after exit 2 keep the tests fast.
+		RetryBackoff: 50 * time.Millisecond,
+		Redactor:     red,
+		OnLine:       out.add,
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
 
@@ -306,9 +311,12 @@ func TestExitCodes(t *testing.T) {
 		{"clean exit", map[string]any{"mode": "exit", "exit": 0}, 0, 0, ""},
 		{"terminated", map[string]any{"mode": "exit", "exit": 1}, 1, 0, "runner exited with code 1: terminated: the runner's registration was deleted"},
 		{"retryable", map[string]any{"mode": "exit", "exit": 2}, 2, 2, "runner exited with code 2: retryable failure, and 2 restarts did not help"},
-		{"self-update", map[string]any{"mode": "exit", "exit": 3}, 3, 2, "the runner updated itself, and 2 restarts did not help"},
+		{"self-update", map[string]any{"update_exits": 3, "update_code": 3}, 3, 2, "the runner updated itself, and 2 restarts did not help"},
 		{"session conflict", map[string]any{"mode": "exit", "exit": 5}, 5, 0, "code 5: session conflict"},
 		{"deprecated", map[string]any{"mode": "exit", "exit": 7}, 7, 0, "code 7: runner version deprecated"},
+		// The real listener gives 7 only when asked to
+		// (ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE), 1 otherwise.
+		{"deprecated, as the real listener says it", map[string]any{"mode": "deprecated"}, 7, 0, "code 7: runner version deprecated"},
 		{"unknown", map[string]any{"mode": "exit", "exit": 9}, 9, 0, "code 9: unexpected exit"},
 		{"crash", map[string]any{"mode": "crash"}, -1, 0, "runner crashed: signal: killed"},
 		{"updated, then a job", map[string]any{"update_exits": 2, "job_seconds": 0}, 0, 2, ""},
@@ -411,7 +419,8 @@ func TestRunnerEnvironment(t *testing.T) {
 	cfg.JIT = secret.New(jit)
 	cfg.BaseEnv = []string{"PATH=" + os.Getenv("PATH"), "HOME=/home/worker", "USER=worker", "LOGNAME=worker",
 		"GITHUB_PAT=ghp_x", "RUNPOD_AI_API_KEY=rpa_x", "GITHUB_APP_PRIVATE_KEY=k", "ACTIONS_RUNNER_INPUT_JITCONFIG=stale",
-		"ACTIONS_RUNNER_HOOK_JOB_STARTED=/tmp/evil.sh", "RUNNER_ALLOW_RUNASROOT=0", "MY_SECRET_A=a", "KEEP=1"}
+		"ACTIONS_RUNNER_HOOK_JOB_STARTED=/tmp/evil.sh", "RUNNER_ALLOW_RUNASROOT=0", "MY_SECRET_A=a", "KEEP=1",
+		"ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT=1", "ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=0"}
 	cfg.Deny = []string{"MY_SECRET_*"}
 	res, err := run(t, context.Background(), cfg)
 	if err != nil || res.JobResult != "Succeeded" {
@@ -437,12 +446,13 @@ func TestRunnerEnvironment(t *testing.T) {
 		}
 		env[k] = v
 	}
-	for k, want := range map[string]string{"HOME": "/root", "USER": "root", "LOGNAME": "root", "RUNNER_ALLOW_RUNASROOT": "1", "KEEP": "1"} {
+	for k, want := range map[string]string{"HOME": "/root", "USER": "root", "LOGNAME": "root", "RUNNER_ALLOW_RUNASROOT": "1", "KEEP": "1",
+		"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE": "1"} {
 		if env[k] != want {
 			t.Errorf("%s=%q, want %q", k, env[k], want)
 		}
 	}
-	for _, k := range []string{"GITHUB_PAT", "RUNPOD_AI_API_KEY", "GITHUB_APP_PRIVATE_KEY", "MY_SECRET_A"} {
+	for _, k := range []string{"GITHUB_PAT", "RUNPOD_AI_API_KEY", "GITHUB_APP_PRIVATE_KEY", "MY_SECRET_A", "ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT"} {
 		if _, ok := env[k]; ok {
 			t.Errorf("%s reached the job", k)
 		}
@@ -470,7 +480,7 @@ func TestRunnerEnvironment(t *testing.T) {
 func TestScrubEnv(t *testing.T) {
 	env := []string{"PATH=/bin", "LANG=C", "HOME=/root", "GITHUB_PAT=p", "GITHUB_TOKEN=t", "GH_TOKEN=g", "GITHUB_APP_ID=1",
 		"RUNPOD_POD_ID=x", "ACTIONS_RUNNER_INPUT_TOKEN=r", "RUNNER_ENV_DENY=A", "AWS_SECRET_ACCESS_KEY=s", "HF_TOKEN=h",
-		"HUGGING_FACE_HUB_TOKEN=h", "GITHUB_PATH=kept", "A=1", "AB=2", "B_X=3", "NO_EQUALS"}
+		"HUGGING_FACE_HUB_TOKEN=h", "ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT=1", "GITHUB_PATH=kept", "A=1", "AB=2", "B_X=3", "NO_EQUALS"}
 	cases := []struct {
 		name        string
 		deny, allow []string
@@ -553,7 +563,9 @@ func TestConfigureThenReadRunnerID(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	if got["token"] != token || got["name"] != "r-1" {
+	// --disableupdate would leave a runner older than GitHub's window
+	// listening for jobs it never gets.
+	if got["token"] != token || got["name"] != "r-1" || got["disable_update"] != false {
 		t.Errorf("registration %v", got)
 	}
 	mu.Unlock()

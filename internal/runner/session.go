@@ -148,11 +148,11 @@ func (s *session) stopTimers() {
 	s.grace.stop()
 }
 
-// finish ends the session once the listener exited: it kills what the
-// listener left in its group, takes the events of the output's last lines
-// (the output is closed, so they end), and reads the exit.
+// finish ends the session once the listener exited: it takes the events
+// of the output's last lines (the output is closed, so they end), and
+// reads the exit. What the listener left is killed after (afterRun): a
+// self-update's updater must finish first.
 func (s *session) finish(err error) (int, error) {
-	s.signal(syscall.SIGKILL)
 	for ev := range s.events {
 		s.handle(ev)
 	}

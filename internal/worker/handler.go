@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 	"github.com/runpod-workers/worker-github_runner/internal/runner"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
@@ -158,7 +159,8 @@ const OwnLabel = "wgr-ephemeral"
 // Labels are what the runner advertises: JIT adds no defaults, so
 // self-hosted, linux and the architecture come first.
 func (h *Handler) Labels(extra []string) []string {
-	arch := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
+	p, _ := platform.ByGOARCH(runtime.GOARCH)
+	arch := p.RunnerArch
 	flavour := h.Flavour
 	if flavour == "" {
 		flavour = h.getenv("WORKER_FLAVOUR")

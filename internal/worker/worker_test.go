@@ -23,13 +23,13 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
+	"github.com/runpod-workers/worker-github_runner/internal/runner/runnertest"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 )
 
 const (
-	pat      = "ghp_TESTPAT0123456789abcdefghijklmnopqrstuv"
-	testUser = "wgr-test-runner"
+	pat = "ghp_TESTPAT0123456789abcdefghijklmnopqrstuv"
 )
 
 var fakeRunnerBin string
@@ -48,105 +48,29 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	if lease != nil {
-		if err := lease.release(); err != nil {
+		if err := lease.Release(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}
 	os.Exit(code)
 }
 
-// runnerUser returns a user to run the fake runner as: the tests create
-// testUser when they are root and useradd exists, and remove it when they
-// end (see userLease).
+// runnerUser returns a user to run the fake runner as: when the tests run
+// as root, an account of their own (runnertest.LeaseUser), deleted when
+// they end.
 var (
 	userOnce sync.Once
 	userErr  error
-	lease    *userLease
+	lease    *runnertest.Lease
 )
 
 func runnerUser(t *testing.T) (*user.User, bool) {
 	t.Helper()
-	userOnce.Do(func() {
-		if os.Getuid() != 0 {
-			userErr = errors.New("not root: cannot create a user or switch to one")
-			return
-		}
-		lease, userErr = leaseUser(testUser)
-	})
+	userOnce.Do(func() { lease, userErr = runnertest.LeaseUser() })
 	if userErr != nil {
 		return nil, false
 	}
-	u, err := user.Lookup(testUser)
-	return u, err == nil
-}
-
-// userLease holds a system user the tests created. Several test processes
-// may use it at once (go test in two checkouts, say): each holds a shared
-// flock on <tmp>/<name>.lock while it does, so the user is never deleted
-// under it, and the last one to release it deletes the user.
-type userLease struct {
-	name string
-	f    *os.File
-}
-
-func leaseUser(name string) (*userLease, error) {
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if _, err := user.Lookup(name); err != nil {
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", "worker-github_runner tests (temporary)", name).CombinedOutput()
-		// Exit 9: another test process created it meanwhile.
-		if ee, ok := err.(*exec.ExitError); err != nil && !(ok && ee.ExitCode() == 9) {
-			f.Close()
-			return nil, fmt.Errorf("useradd: %v %s", err, out)
-		}
-	}
-	return &userLease{name: name, f: f}, nil
-}
-
-// release deletes the user unless another test process still holds it.
-func (l *userLease) release() error {
-	defer l.f.Close()
-	if syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-		return nil
-	}
-	if out, err := exec.Command("userdel", l.name).CombinedOutput(); err != nil {
-		return fmt.Errorf("userdel %s: %v %s", l.name, err, out)
-	}
-	return nil
-}
-
-// The test user is removed by the last test process that used it.
-func TestUserLeaseRemovesTheUser(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("not root: cannot create users")
-	}
-	const name = "wgr-test-lease"
-	a, err := leaseUser(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := leaseUser(name) // another test process, in effect
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.release(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := user.Lookup(name); err != nil {
-		t.Fatalf("the user was removed while another process used it: %v", err)
-	}
-	if err := b.release(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := user.Lookup(name); err == nil {
-		t.Errorf("user %s left behind", name)
-	}
+	return lease.User, true
 }
 
 type env struct {
@@ -193,7 +117,7 @@ func newEnv(t *testing.T, behaviour map[string]any) *env {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		filepath.Walk(root, func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, uid, gid) })
-		e.user = testUser
+		e.user = u.Username
 	}
 	workerEnv := map[string]string{
 		"GITHUB_PAT":                   pat,
@@ -629,10 +553,16 @@ func TestGitHubAppCredentials(t *testing.T) {
 }
 
 // A workflow step that leaves a daemon (in a session of its own) holding
-// the runner's output must not keep the worker from finishing the job.
+// the runner's output must not keep the worker from finishing the job, and
+// the daemon, a process of the runner account, is killed when the job ends.
 func TestDaemonLeftByTheJob(t *testing.T) {
-	t.Cleanup(func() { exec.Command("pkill", "-f", "sleep 137").Run() })
-	e := newEnv(t, map[string]any{"daemon": true})
+	pidFile := filepath.Join(os.TempDir(), fmt.Sprintf("wgr-daemon-%d.pids", time.Now().UnixNano()))
+	if err := os.WriteFile(pidFile, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(pidFile, 0o666)
+	t.Cleanup(func() { os.Remove(pidFile) })
+	e := newEnv(t, map[string]any{"daemon": true, "pid_file": pidFile})
 	start := time.Now()
 	res, err, rec := e.run(t, context.Background(), map[string]any{"github_org": "my-org"})
 	if err != nil || !res.JobRan || res.JobResult != "Succeeded" {
@@ -645,4 +575,18 @@ func TestDaemonLeftByTheJob(t *testing.T) {
 		t.Errorf("the daemon went unnoticed:\n%s", e.logs.String())
 	}
 	e.assertClean(t, rec)
+	b, _ := os.ReadFile(pidFile)
+	pids := strings.Fields(string(b))
+	if len(pids) != 1 {
+		t.Fatalf("daemon pids %q", pids)
+	}
+	pid, _ := strconv.Atoi(pids[0])
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err == nil && !strings.Contains(string(status), "\nState:\tZ") {
+		syscall.Kill(pid, syscall.SIGKILL)
+		// A root job's processes are not the worker's to kill.
+		if e.user != "root" {
+			t.Errorf("the daemon (pid %d) of the runner account survived the job", pid)
+		}
+	}
 }

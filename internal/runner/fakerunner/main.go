@@ -7,11 +7,17 @@
 //
 // What it does is scripted by fake-behaviour.json in the runner's folder:
 //
-//	{"mode": "job" | "idle" | "crash" | "exit", "exit": N, "job_seconds": 0.2,
-//	 "result": "Succeeded", "dump": "/path/dump.json", "update_exits": 1,
-//	 "echo_secret": true, "daemon": true,
+//	{"mode": "job" | "idle" | "crash" | "exit" | "deprecated", "exit": N,
+//	 "job_seconds": 0.2, "result": "Succeeded", "dump": "/path/dump.json",
+//	 "update_exits": 1, "update_code": 3, "update_seconds": 1.5,
+//	 "echo_secret": true, "daemon": true, "escape": true, "pid_file": "/path",
 //	 "long_line": 2097152, "long_line_text": "…", "long_line_text_at": 16000,
 //	 "flood": 20000, "ignore_term": true}
+//
+// As the real listener: `configure` refuses when .runner exists; `run`
+// writes the JIT config's files into the runner's folder and needs to
+// write there and in _work; a deprecated runner exits 7 only when
+// ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE is set, else 1.
 package main
 
 import (
@@ -26,6 +32,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,10 +45,24 @@ type behaviour struct {
 	Result      string  `json:"result"`
 	Dump        string  `json:"dump"`
 	UpdateExits int     `json:"update_exits"`
-	EchoSecret  bool    `json:"echo_secret"`
+	// UpdateCode is the exit code of an update exit (default 4, the
+	// ephemeral runner's). An update exit starts a detached updater, as
+	// the real listener starts _update.sh: it waits for the listener to
+	// exit, then for UpdateSeconds, swaps bin/ (renames
+	// bin/.fake-swap-pending to bin/.fake-swapped) and writes
+	// update.finished. A listener started while the swap is pending fails.
+	UpdateCode    int     `json:"update_code"`
+	UpdateSeconds float64 `json:"update_seconds"`
+	EchoSecret    bool    `json:"echo_secret"`
 	// Daemon leaves `sleep 137` behind in a session of its own, holding
 	// the output, as a workflow step that starts a server can.
 	Daemon bool `json:"daemon"`
+	// Escape leaves `sleep 300` behind in a session of its own, not
+	// holding the output: it survives a kill of the listener's group.
+	Escape bool `json:"escape"`
+	// PidFile gets the pids of the processes Daemon and Escape start,
+	// one a line.
+	PidFile string `json:"pid_file"`
 	// LongLine prints one line of that many bytes while the job runs,
 	// with LongLineText written into it at LongLineTextAt, then the line
 	// "after the long line".
@@ -72,6 +93,8 @@ func main() {
 		configure(root)
 	case "run":
 		run(root)
+	case "_update":
+		update(root)
 	default:
 		fail("unknown command " + os.Args[1])
 	}
@@ -92,6 +115,9 @@ func configure(root string) {
 			i++
 		}
 	}
+	if _, err := os.Stat(filepath.Join(root, ".runner")); err == nil {
+		fail("Cannot configure the runner because it is already configured. To reconfigure the runner, run 'config.cmd remove' or './config.sh remove' first.")
+	}
 	token := os.Getenv("ACTIONS_RUNNER_INPUT_TOKEN")
 	if token == "" {
 		fail("no registration token")
@@ -101,7 +127,8 @@ func configure(root string) {
 		fail("bad --url")
 	}
 	api := u.Scheme + "://" + u.Host
-	body, _ := json.Marshal(map[string]any{"token": token, "name": args["--name"], "labels": strings.Split(args["--labels"], ",")})
+	body, _ := json.Marshal(map[string]any{"token": token, "name": args["--name"], "labels": strings.Split(args["--labels"], ","),
+		"disable_update": slices.Contains(os.Args, "--disableupdate")})
 	resp, err := http.Post(api+"/_fake/register", "application/json", bytes.NewReader(body))
 	if err != nil {
 		fail(err.Error())
@@ -137,6 +164,7 @@ func loadConfig(root string) (runnerFile, string) {
 		if json.Unmarshal(b, &rf) != nil || rf.AgentID == 0 {
 			fail("invalid JIT config")
 		}
+		saveFiles(root, files)
 		return rf, jit
 	}
 	b, err := os.ReadFile(filepath.Join(root, ".runner"))
@@ -146,6 +174,33 @@ func loadConfig(root string) (runnerFile, string) {
 	}
 	json.Unmarshal(bytes.TrimPrefix(b, []byte("\ufeff")), &rf)
 	return rf, ""
+}
+
+// saveFiles writes the JIT config's files into the runner's folder, as the
+// real listener does before it loads its settings.
+func saveFiles(root string, files map[string]string) {
+	for name, content := range files {
+		b, err := base64.StdEncoding.DecodeString(content)
+		if err != nil {
+			fail("invalid JIT config")
+		}
+		if err := os.WriteFile(filepath.Join(root, name), b, 0o600); err != nil {
+			fail(err.Error())
+		}
+	}
+}
+
+// checkWork fails as the real runner does when it cannot write to _work.
+func checkWork(root string) {
+	work := filepath.Join(root, "_work")
+	if _, err := os.Stat(work); err != nil {
+		return
+	}
+	probe := filepath.Join(work, ".fake-probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		fail(fmt.Sprintf("Access to the path '%s' is denied.", work))
+	}
+	os.Remove(probe)
 }
 
 func notify(rf runnerFile, what string) {
@@ -172,16 +227,12 @@ func run(root string) {
 	if b.Result == "" {
 		b.Result = "Succeeded"
 	}
-	rf, jit := loadConfig(root)
-	if b.UpdateExits > 0 {
-		counter := filepath.Join(root, ".fake-update-count")
-		n, _ := os.ReadFile(counter)
-		if len(n) < b.UpdateExits {
-			os.WriteFile(counter, append(n, 'x'), 0o666)
-			fmt.Println(ts() + ": Runner update in progress, do not shutdown runner.")
-			os.Exit(4)
-		}
+	if _, err := os.Stat(filepath.Join(root, "bin", ".fake-swap-pending")); err == nil {
+		fail("started while the update was still swapping bin/")
 	}
+	rf, jit := loadConfig(root)
+	checkWork(root)
+	selfUpdate(root, b)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	if b.IgnoreTerm {
@@ -198,6 +249,12 @@ func run(root string) {
 	switch b.Mode {
 	case "exit":
 		os.Exit(b.Exit)
+	case "deprecated":
+		fmt.Fprintln(os.Stderr, "An error occurred: Runner version v2.300.0 is deprecated and cannot receive messages.")
+		if v := os.Getenv("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE"); v == "1" || strings.EqualFold(v, "true") {
+			os.Exit(7)
+		}
+		os.Exit(1)
 	case "crash":
 		fmt.Println("Unhandled exception. System.NullReferenceException")
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -235,11 +292,81 @@ func run(root string) {
 		d.Stdout, d.Stderr = os.Stdout, os.Stderr
 		d.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		d.Start()
+		notePid(b, d)
+	}
+	if b.Escape {
+		d := exec.Command("sleep", "300")
+		d.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		d.Start()
+		notePid(b, d)
 	}
 	hook("ACTIONS_RUNNER_HOOK_JOB_COMPLETED")
 	fmt.Printf("%s: Job test-job completed with result: %s\n", ts(), result)
 	notify(rf, "done")
 	os.Exit(0)
+}
+
+func notePid(b behaviour, c *exec.Cmd) {
+	if b.PidFile == "" || c.Process == nil {
+		return
+	}
+	f, err := os.OpenFile(b.PidFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o666)
+	if err == nil {
+		fmt.Fprintln(f, c.Process.Pid)
+		f.Close()
+	}
+}
+
+// selfUpdate exits for an update the first UpdateExits times, after
+// starting the detached updater.
+func selfUpdate(root string, b behaviour) {
+	if b.UpdateExits <= 0 {
+		return
+	}
+	counter := filepath.Join(root, ".fake-update-count")
+	n, _ := os.ReadFile(counter)
+	if len(n) >= b.UpdateExits {
+		return
+	}
+	os.WriteFile(counter, append(n, 'x'), 0o666)
+	fmt.Println(ts() + ": Runner update in progress, do not shutdown runner.")
+	os.Remove(filepath.Join(root, "update.finished"))
+	if err := os.WriteFile(filepath.Join(root, "bin", ".fake-swap-pending"), nil, 0o644); err != nil {
+		fail(err.Error())
+	}
+	exe, _ := os.Executable()
+	// As the real listener starts _update.sh: same process group, same
+	// output, same folder.
+	u := exec.Command(exe, "_update", fmt.Sprint(os.Getpid()), fmt.Sprint(b.UpdateSeconds))
+	u.Stdout, u.Stderr = os.Stdout, os.Stderr
+	if err := u.Start(); err != nil {
+		fail(err.Error())
+	}
+	code := b.UpdateCode
+	if code == 0 {
+		code = 4
+	}
+	os.Exit(code)
+}
+
+// update is the fake _update.sh: it waits for the listener (os.Args[2])
+// to exit, then os.Args[3] seconds, swaps bin/ and writes update.finished.
+func update(root string) {
+	var pid int
+	var secs float64
+	fmt.Sscan(os.Args[2], &pid)
+	fmt.Sscan(os.Args[3], &secs)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			break
+		}
+	}
+	time.Sleep(time.Duration(secs * float64(time.Second)))
+	bin := filepath.Join(root, "bin")
+	if err := os.Rename(filepath.Join(bin, ".fake-swap-pending"), filepath.Join(bin, ".fake-swapped")); err != nil {
+		os.Exit(1)
+	}
+	os.WriteFile(filepath.Join(root, "update.finished"), nil, 0o644)
 }
 
 func printLong(b behaviour) {
