@@ -95,9 +95,6 @@ type Options struct {
 	// repository is checked writable before the builds start. Nil means
 	// the builder wrote them (or nothing is pushed).
 	Tagger Tagger
-	// OnStart and OnDone, when set, are told about each build.
-	OnStart func(variant string)
-	OnDone  func(variant string, res *Result, err error)
 }
 
 // VariantError is the failure of one variant.
@@ -188,13 +185,7 @@ func buildAll(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]
 				return
 			}
 			defer func() { <-sem }()
-			if opts.OnStart != nil {
-				opts.OnStart(name)
-			}
 			res, err := buildOne(ctx, b, req)
-			if opts.OnDone != nil {
-				opts.OnDone(name, res, err)
-			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -35,9 +35,18 @@ type fakeBuilder struct {
 	running atomic.Int32
 	maxSeen atomic.Int32
 	calls   atomic.Int32
+	// started and finished, when set, are called as each build starts and
+	// ends.
+	started, finished func()
 }
 
 func (f *fakeBuilder) Build(ctx context.Context, req *Request) (*Result, error) {
+	if f.started != nil {
+		f.started()
+	}
+	if f.finished != nil {
+		defer f.finished()
+	}
 	f.calls.Add(1)
 	n := f.running.Add(1)
 	defer f.running.Add(-1)
@@ -211,11 +220,11 @@ func TestTaggingFailureIsReported(t *testing.T) {
 
 func TestCancelStopsWaitingBuilds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	fb := &fakeBuilder{delay: time.Hour}
 	var once sync.Once
+	fb := &fakeBuilder{delay: time.Hour, started: func() { once.Do(cancel) }}
 	done := make(chan error)
 	go func() {
-		_, err := Run(ctx, fb, requests("example.invalid/x", "a", "b", "c"), Options{Jobs: 1, OnStart: func(string) { once.Do(cancel) }})
+		_, err := Run(ctx, fb, requests("example.invalid/x", "a", "b", "c"), Options{Jobs: 1})
 		done <- err
 	}()
 	select {
@@ -502,16 +511,16 @@ func TestUnwritableRepositoryWritesNoTag(t *testing.T) {
 			reqs := requests(image, "cpu")
 			reqs[0].Variant.Tags = append(reqs[0].Variant.Tags, fr.host+"/mirror/worker:dev-cpu")
 			opts := Options{Tagger: &registry.Client{Timeout: 30 * time.Second}}
+			fb := &fakeBuilder{}
 			if when == "before building" {
 				fr.deny["mirror/worker"] = true
 			} else {
-				opts.OnDone = func(string, *Result, error) {
+				fb.finished = func() {
 					fr.mu.Lock()
 					fr.deny["mirror/worker"] = true
 					fr.mu.Unlock()
 				}
 			}
-			fb := &fakeBuilder{}
 			_, err := Run(context.Background(), fb, reqs, opts)
 			if err == nil || !strings.Contains(err.Error(), "repository "+fr.host+"/mirror/worker is not writable") {
 				t.Fatalf("err = %v, want one naming mirror/worker", err)

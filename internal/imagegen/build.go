@@ -357,7 +357,11 @@ func (bf *buildFlags) run(ctx context.Context, stderr io.Writer, reqs []*build.R
 	}
 	opts := build.Options{Jobs: bf.jobs}
 	if bf.push && !bf.noAtomic {
-		opts.Tagger = &registry.Client{}
+		rc := &registry.Client{}
+		if kb != nil {
+			rc.Keychain = kb.Keychain() // Kaniko wipes the original config
+		}
+		opts.Tagger = rc
 	}
 	if kb != nil {
 		opts.Jobs = 1

@@ -21,8 +21,17 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
-// Version is stamped at build time with -ldflags "-X ...imagegen.Version=v1.2.3".
-var Version = "dev"
+// Version is the module version imagegen was built from, read from the
+// binary's build information: v1.2.3 for `go install ...@v1.2.3`, a
+// pseudo-version (from the VCS stamp) for a build in a checkout, else dev.
+func Version() string { return versionOf(debug.ReadBuildInfo()) }
+
+func versionOf(bi *debug.BuildInfo, ok bool) string {
+	if !ok || bi == nil || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
+		return "dev"
+	}
+	return bi.Main.Version
+}
 
 // Exit codes.
 const (
@@ -156,7 +165,7 @@ wrong arguments, a malformed flag value).`,
   RELEASE=v1.0.0 imagegen print
   imagegen render --check
   imagegen -f variants.hcl -f my-variants.hcl --set 'gpu*.packages+=ffmpeg' render`,
-		Version:       Version,
+		Version:       Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -18,11 +18,16 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/spf13/cobra"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 )
 
 type bumpFlags struct {
 	apiURL string
 	dryRun bool
+	// Set by the command, not flags: the API client and GITHUB_TOKEN.
+	client *http.Client
+	token  string
 }
 
 func newRunnerBumpCommand(mf *matrixFlags) *cobra.Command {
@@ -53,6 +58,8 @@ GITHUB_TOKEN, when set, authenticates the API calls (higher rate limit).`,
 					return usageError("VERSION %q must look like 2.338.0", args[0])
 				}
 			}
+			bf.client = &http.Client{Timeout: 30 * time.Second}
+			bf.token = os.Getenv("GITHUB_TOKEN")
 			return runnerBump(cmd.Context(), cmd.OutOrStdout(), mf.files[0], version, bf)
 		},
 	}
@@ -67,10 +74,13 @@ type Release struct {
 	SHA256  map[string]string // linux/amd64 -> sum
 }
 
-var shaMarkerRE = regexp.MustCompile(`<!--\s*BEGIN SHA linux-(x64|arm64|arm)\s*-->\s*([0-9a-f]{64})\s*<!--\s*END SHA linux-(?:x64|arm64|arm)\s*-->`)
+var shaMarkerRE = regexp.MustCompile(`<!--\s*BEGIN SHA linux-([a-z0-9]+)\s*-->\s*([0-9a-f]{64})\s*<!--\s*END SHA linux-[a-z0-9]+\s*-->`)
 
-// FetchRelease reads a release of actions/runner and the sums in its notes.
-func FetchRelease(ctx context.Context, apiURL, version string) (*Release, error) {
+// FetchRelease reads a release of actions/runner (the latest when version
+// is empty) through client from the API at apiURL, and the sums in its
+// notes for the platforms of the platform table. A non-empty token
+// authenticates the call.
+func FetchRelease(ctx context.Context, client *http.Client, apiURL, token, version string) (*Release, error) {
 	path := "/repos/actions/runner/releases/latest"
 	if version != "" {
 		path = "/repos/actions/runner/releases/tags/v" + version
@@ -83,10 +93,10 @@ func FetchRelease(ctx context.Context, apiURL, version string) (*Release, error)
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-	if tok := os.Getenv("GITHUB_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("read the runner release: %w", err)
 	}
@@ -107,8 +117,9 @@ func FetchRelease(ctx context.Context, apiURL, version string) (*Release, error)
 	}
 	out := &Release{Version: strings.TrimPrefix(rel.TagName, "v"), SHA256: map[string]string{}}
 	for _, m := range shaMarkerRE.FindAllStringSubmatch(rel.Body, -1) {
-		p := map[string]string{"x64": "linux/amd64", "arm64": "linux/arm64", "arm": "linux/arm/v7"}[m[1]]
-		out.SHA256[p] = m[2]
+		if p, ok := platform.ByRunnerArch(m[1]); ok {
+			out.SHA256[p.Name] = m[2]
+		}
 	}
 	return out, nil
 }
@@ -122,7 +133,7 @@ func runnerBump(ctx context.Context, w io.Writer, file, version string, bf *bump
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
-	rel, err := FetchRelease(ctx, bf.apiURL, version)
+	rel, err := FetchRelease(ctx, bf.client, bf.apiURL, bf.token, version)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}

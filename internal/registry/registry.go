@@ -13,13 +13,15 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Client is a registry client; the zero value uses the Docker config's
 // credentials and the default transport.
 type Client struct {
+	// Keychain gives the credentials; nil means authn.DefaultKeychain (the
+	// Docker config that DOCKER_CONFIG or ~/.docker holds).
+	Keychain authn.Keychain
 	// Transport overrides the HTTP transport (tests).
 	Transport http.RoundTripper
 	// Timeout bounds each operation; 0 means 5 minutes.
@@ -27,11 +29,18 @@ type Client struct {
 }
 
 func (c *Client) options(ctx context.Context) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(c.keychain())}
 	if c.Transport != nil {
 		opts = append(opts, remote.WithTransport(c.Transport))
 	}
 	return opts
+}
+
+func (c *Client) keychain() authn.Keychain {
+	if c.Keychain != nil {
+		return c.Keychain
+	}
+	return authn.DefaultKeychain
 }
 
 func (c *Client) timeout() time.Duration {
@@ -69,17 +78,4 @@ func (c *Client) Resolve(ctx context.Context, ref string) (string, error) {
 		return "", err
 	}
 	return desc.Digest.String(), nil
-}
-
-// Image returns the image at ref for platform (for an index).
-func (c *Client) Image(ctx context.Context, ref, platform string) (v1.Image, error) {
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return nil, err
-	}
-	p, err := v1.ParsePlatform(platform)
-	if err != nil {
-		return nil, err
-	}
-	return remote.Image(r, append(c.options(ctx), remote.WithPlatform(*p))...)
 }

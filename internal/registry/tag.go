@@ -367,7 +367,7 @@ func (c *Client) CheckWritable(ctx context.Context, refs []string) error {
 func (c *Client) checkPush(ctx context.Context, repo name.Repository) error {
 	ctx, cancel := context.WithTimeout(ctx, min(c.timeout(), checkTimeout))
 	defer cancel()
-	auth, err := authn.Resolve(ctx, authn.DefaultKeychain, repo)
+	auth, err := authn.Resolve(ctx, c.keychain(), repo)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/runpod-workers/worker-github_runner/internal/build/workerbin"
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 	"github.com/runpod-workers/worker-github_runner/templates"
 )
@@ -25,19 +25,13 @@ var tmpl = template.Must(template.New("Dockerfile").Funcs(template.FuncMap{
 	"quote": quote,
 }).Parse(templates.Dockerfile))
 
-// Plan is what a build of one variant needs besides the Dockerfile.
+// Plan is what a build of one variant needs.
 type Plan struct {
 	Dockerfile []byte
-	// WorkerBinaries maps each platform to the file name the Dockerfile
-	// expects the worker binary under, at the root of the build context.
-	WorkerBinaries map[string]string
 }
 
 // FileName is the rendered Dockerfile's name for a variant.
 func FileName(v *variants.Variant) string { return v.Name + ".Dockerfile" }
-
-// WorkerBinary is the build-context name of the worker for a platform.
-func WorkerBinary(platform string) string { return workerbin.FileName(platform) }
 
 type label struct{ Key, Value string }
 
@@ -46,26 +40,30 @@ type sum struct{ Docker, RunnerArch, Arg, Sum string }
 type data struct {
 	V          *variants.Variant
 	SourceFile string
-	Packages   []string
-	Sums       []sum
-	Args       []label
-	Labels     []label
+	// WorkerBinary is the worker's file name in the build context, as the
+	// Dockerfile names it (platform.DockerfileWorkerBinary).
+	WorkerBinary string
+	Packages     []string
+	Sums         []sum
+	Args         []label
+	Labels       []label
 }
 
 // Variant renders one variant.
 func Variant(v *variants.Variant) (*Plan, error) {
-	d := data{V: v, SourceFile: sourceFile(v.Source)}
+	d := data{V: v, SourceFile: sourceFile(v.Source), WorkerBinary: platform.DockerfileWorkerBinary()}
 	d.Packages = slices.Compact(slices.Sorted(slices.Values(slices.Concat(TemplatePackages, v.RunnerPackages, v.Packages))))
-	plan := &Plan{WorkerBinaries: map[string]string{}}
-	for _, p := range v.Platforms {
-		arch := strings.TrimPrefix(p, "linux/")
+	for _, name := range v.Platforms {
+		p, ok := platform.Lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("render variant %s: unsupported platform %.64q; use one of %s", v.Name, name, strings.Join(platform.Names(), ", "))
+		}
 		d.Sums = append(d.Sums, sum{
-			Docker:     arch,
-			RunnerArch: variants.RunnerArch(p),
-			Arg:        "RUNNER_SHA256_" + strings.ToUpper(arch),
-			Sum:        v.Runner.SHA256[p],
+			Docker:     p.DockerArch,
+			RunnerArch: p.RunnerArch,
+			Arg:        "RUNNER_SHA256_" + strings.ToUpper(p.DockerArch),
+			Sum:        v.Runner.SHA256[name],
 		})
-		plan.WorkerBinaries[p] = WorkerBinary(p)
 	}
 	for _, k := range slices.Sorted(maps.Keys(v.Args)) {
 		d.Args = append(d.Args, label{k, v.Args[k]})
@@ -92,8 +90,7 @@ func Variant(v *variants.Variant) (*Plan, error) {
 	if err := tmpl.Execute(&b, d); err != nil {
 		return nil, fmt.Errorf("render variant %s: %w", v.Name, err)
 	}
-	plan.Dockerfile = b.Bytes()
-	return plan, nil
+	return &Plan{Dockerfile: b.Bytes()}, nil
 }
 
 // LabelPrefix starts the labels imagegen adds besides the OCI ones.

@@ -9,13 +9,16 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/mod/semver"
+
 	"github.com/runpod-workers/worker-github_runner/internal/imageref"
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 )
 
 var (
 	variantNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	cudaRE        = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?$`)
-	runnerVerRE   = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
+	runnerVerRE   = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	kanikoVerRE   = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
 	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	tagRE         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
@@ -23,9 +26,6 @@ var (
 	// Debian package names (policy 5.6.7), optionally pinned: name=version.
 	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
 )
-
-// Platforms the runner ships for, and so the platforms a variant may have.
-var knownPlatforms = []string{"linux/amd64", "linux/arm64"}
 
 // Build arguments the template defines itself.
 var reservedArgs = map[string]bool{
@@ -117,8 +117,8 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 	seenPlat := map[string]bool{}
 	for i, p := range v.Platforms {
 		switch {
-		case RunnerArch(p) == "":
-			add(v.errorf("platforms", v.listAt("platforms", i), "Unsupported platform", "%s is not a platform the GitHub runner ships for; use one of %s.", short(p), strings.Join(knownPlatforms, ", ")))
+		case !known(p):
+			add(v.errorf("platforms", v.listAt("platforms", i), "Unsupported platform", "%s is not a platform the GitHub runner ships for; use one of %s.", short(p), strings.Join(platform.Names(), ", ")))
 		case seenPlat[p]:
 			add(v.errorf("platforms", v.listAt("platforms", i), "Duplicate platform", "%s is listed twice.", short(p)))
 		case v.Runner.SHA256[p] == "":
@@ -194,11 +194,11 @@ func (ev *evaluator) validateRunner() hcl.Diagnostics {
 	}
 	for _, p := range slices.Sorted(maps.Keys(r.SHA256)) {
 		rng := pos.sums[p]
-		if RunnerArch(p) == "" {
+		if !known(p) {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Unknown platform in runner.sha256",
-				Detail:   fmt.Sprintf("%s is not a runner platform; use one of %s.", short(p), strings.Join(knownPlatforms, ", ")),
+				Detail:   fmt.Sprintf("%s is not a runner platform; use one of %s.", short(p), strings.Join(platform.Names(), ", ")),
 				Subject:  rng.Ptr(),
 			})
 		}
@@ -273,17 +273,14 @@ func sortedUnique(in []string) []string {
 	return slices.Compact(out)
 }
 
-func versionLess(a, b string) bool {
-	var x, y [3]int
-	fmt.Sscanf(a, "%d.%d.%d", &x[0], &x[1], &x[2])
-	fmt.Sscanf(b, "%d.%d.%d", &y[0], &y[1], &y[2])
-	for i := range x {
-		if x[i] != y[i] {
-			return x[i] < y[i]
-		}
-	}
-	return false
+// known says whether the runner ships for a platform (the platform table).
+func known(name string) bool {
+	_, ok := platform.Lookup(name)
+	return ok
 }
+
+// versionLess orders two runner versions (2.329.0) as semantic versions.
+func versionLess(a, b string) bool { return semver.Compare("v"+a, "v"+b) < 0 }
 
 // checkTag checks a tags entry: a bare tag, or a full reference (with '/'
 // or ':'), which checkReference checks.

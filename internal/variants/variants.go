@@ -91,14 +91,3 @@ func (m *Matrix) Find(name string) *Variant {
 	}
 	return nil
 }
-
-// RunnerArch maps a platform to the runner's architecture name (x64, arm64).
-func RunnerArch(platform string) string {
-	switch platform {
-	case "linux/amd64":
-		return "x64"
-	case "linux/arm64":
-		return "arm64"
-	}
-	return ""
-}

@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 )
 
@@ -224,8 +225,23 @@ func prune() { buildctl("prune", "--all") }
 // rendered Dockerfiles the contenders build from.
 func prepareContext(dir, version string) {
 	os.MkdirAll(dir, 0o755)
-	sh([]string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", filepath.Join(dir, "worker-linux-amd64"), "./cmd/worker")
+	p := benchPlatform()
+	sh([]string{"CGO_ENABLED=0", "GOOS=" + p.OS, "GOARCH=" + p.GOARCH}, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", workerBin(dir), "./cmd/worker")
 }
+
+// benchPlatform is the one platform the benchmarks build for.
+func benchPlatform() platform.Platform {
+	p, _ := platform.Lookup("linux/amd64")
+	return p
+}
+
+// workerBin is the worker binary's path in a build context.
+func workerBin(ctxDir string) string {
+	return filepath.Join(ctxDir, platform.WorkerBinary(benchPlatform().Name))
+}
+
+// workerBinFlag is imagegen's --worker-bin value for a build context.
+func workerBinFlag(ctxDir string) string { return benchPlatform().Name + "=" + workerBin(ctxDir) }
 
 func renderDockerfiles(dir string) {
 	sh(nil, filepath.Join(work, "imagegen"), "render", "--no-lint", "--out", dir)
@@ -248,7 +264,7 @@ func matrixBench() {
 	contenders := []contender{
 		{"imagegen build --push", func(ctxDir, reg string) time.Duration {
 			_, d := sh([]string{"REGISTRY=" + reg}, filepath.Join(work, "imagegen"), "build", "--push", "--progress", "quiet",
-				"--worker-bin", "linux/amd64="+filepath.Join(ctxDir, "worker-linux-amd64"), "--output", filepath.Join(work, "out", "oci"))
+				"--worker-bin", workerBinFlag(ctxDir), "--output", filepath.Join(work, "out", "oci"))
 			return d
 		}},
 		{"buildx bake --push", func(ctxDir, reg string) time.Duration {
@@ -260,7 +276,7 @@ func matrixBench() {
 			var total time.Duration
 			for _, v := range []string{"cpu", "gpu"} {
 				_, d := buildctl("build", "--frontend", "dockerfile.v0", "--local", "context="+ctxDir, "--local", "dockerfile="+dfDir,
-					"--opt", "filename="+v+".Dockerfile", "--opt", "platform=linux/amd64", "--progress", "quiet",
+					"--opt", "filename="+v+".Dockerfile", "--opt", "platform="+benchPlatform().Name, "--progress", "quiet",
 					"--output", "type=image,name="+reg+"/worker-github_runner:dev-"+v+",push=true,registry.insecure=true")
 				total += d
 			}
@@ -318,7 +334,7 @@ func kanikoBench() {
 		ctxDir := filepath.Join(work, fmt.Sprintf("kctx-%d", r))
 		prepareContext(ctxDir, fmt.Sprintf("bench-k-%d", r))
 		reg := fmt.Sprintf("%s/bench-k-%d-%d", env["WGR_REGISTRY"], r, time.Now().UnixNano())
-		args := []string{"build", "cpu", "--push", "--progress", "quiet", "--worker-bin", "linux/amd64=" + filepath.Join(ctxDir, "worker-linux-amd64"), "--output", filepath.Join(work, "out", "oci")}
+		args := []string{"build", "cpu", "--push", "--progress", "quiet", "--worker-bin", workerBinFlag(ctxDir), "--output", filepath.Join(work, "out", "oci")}
 		prune()
 		_, d := sh([]string{"REGISTRY=" + reg}, filepath.Join(work, "imagegen"), append(args, "--cache-to", "{image}:cache-{variant}")...)
 		bc.add(d.Seconds())
@@ -359,7 +375,7 @@ func imageSizes(ref string) (compressed, uncompressed int64) {
 	if err != nil {
 		fail("%v", err)
 	}
-	img, err := remote.Image(r, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))
+	img, err := remote.Image(r, remote.WithPlatform(v1.Platform{OS: benchPlatform().OS, Architecture: benchPlatform().DockerArch}))
 	if err != nil {
 		fail("%s: %v", ref, err)
 	}
@@ -383,7 +399,7 @@ func sizeBench() {
 	reg := fmt.Sprintf("%s/bench-size-%d", env["WGR_REGISTRY"], time.Now().UnixNano())
 	ctxDir := filepath.Join(work, "size-ctx")
 	prepareContext(ctxDir, "bench-size")
-	sh([]string{"REGISTRY=" + reg}, filepath.Join(work, "imagegen"), "build", "--push", "--progress", "quiet", "--worker-bin", "linux/amd64="+filepath.Join(ctxDir, "worker-linux-amd64"), "--output", filepath.Join(work, "out", "oci"))
+	sh([]string{"REGISTRY=" + reg}, filepath.Join(work, "imagegen"), "build", "--push", "--progress", "quiet", "--worker-bin", workerBinFlag(ctxDir), "--output", filepath.Join(work, "out", "oci"))
 	seedDir := filepath.Join(work, "seed")
 	os.MkdirAll(seedDir, 0o755)
 	os.WriteFile(filepath.Join(seedDir, "Dockerfile"), []byte(seedDockerfile), 0o644)
@@ -392,7 +408,7 @@ func sizeBench() {
 	var sums map[string]string
 	json.Unmarshal([]byte(env["RUNNER_SHA256"]), &sums)
 	buildctl("build", "--frontend", "dockerfile.v0", "--local", "context="+seedDir, "--local", "dockerfile="+seedDir, "--progress", "quiet",
-		"--opt", "build-arg:RUNNER_URL="+env["RUNNER_URL"], "--opt", "build-arg:RUNNER_SHA256="+sums["linux/amd64"],
+		"--opt", "build-arg:RUNNER_URL="+env["RUNNER_URL"], "--opt", "build-arg:RUNNER_SHA256="+sums[benchPlatform().Name],
 		"--output", "type=image,name="+reg+"/seed:cpu,push=true,registry.insecure=true")
 	baseC, baseU := imageSizes(env["WGR_REGISTRY"] + "/library/ubuntu:24.04")
 	results.WriteString("## 4. Image size\n\nCompressed (as pushed) and uncompressed, MB (10^6 bytes); \"added\" is what the image adds to its base. The GPU image's base here is the same stand-in as the CPU image's, so the two differ only by labels and environment. The seed's design: `bench/seed/` (the seed's Python handler on the same base, with python3, pip and the SDK's dependencies from Debian's packages, since PyPI is unreachable here).\n\n| image | compressed | uncompressed | added compressed | added uncompressed |\n|---|---|---|---|---|\n")

@@ -3,6 +3,7 @@
 package buildkit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -31,9 +32,9 @@ import (
 // DefaultSocket is buildkitd's default address when run as root.
 const DefaultSocket = "unix:///run/buildkit/buildkitd.sock"
 
-// dockerSocket is the Docker Engine's API socket, whose embedded BuildKit
-// is used when no address is given.
-var dockerSocket = "/var/run/docker.sock"
+// DefaultDockerSocket is the Docker Engine's API socket, whose embedded
+// BuildKit is used when no address is given.
+const DefaultDockerSocket = "/var/run/docker.sock"
 
 // TLS holds client TLS settings for tcp:// addresses.
 type TLS struct {
@@ -49,6 +50,9 @@ type Options struct {
 	// Docker Engine's embedded BuildKit, then DefaultSocket.
 	Addr string
 	TLS  TLS
+	// DockerSocket is the Docker Engine's socket tried when there is no
+	// address; DefaultDockerSocket when empty.
+	DockerSocket string
 	// Progress receives the build display; nil disables it.
 	Progress progresswriter.Writer
 }
@@ -79,9 +83,10 @@ func New(ctx context.Context, opts Options) (*Builder, error) {
 	}
 	shown := addr
 	if addr == "" {
-		if _, err := os.Stat(dockerSocket); err == nil {
-			copts = append(copts, dockerEngineDialers(dockerSocket)...)
-			addr, shown = "unix://"+dockerSocket, "the Docker Engine's BuildKit at unix://"+dockerSocket
+		sock := cmp.Or(opts.DockerSocket, DefaultDockerSocket)
+		if _, err := os.Stat(sock); err == nil {
+			copts = append(copts, dockerEngineDialers(sock)...)
+			addr, shown = "unix://"+sock, "the Docker Engine's BuildKit at unix://"+sock
 		} else {
 			addr, shown = DefaultSocket, DefaultSocket
 		}

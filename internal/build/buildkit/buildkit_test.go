@@ -158,3 +158,27 @@ func TestSecretsGoThroughTheSession(t *testing.T) {
 		t.Errorf("without secrets: %d session attachables, want only the registry auth", len(opt.Session))
 	}
 }
+
+// With no address and no BUILDKIT_HOST, New uses the Docker Engine's
+// socket it is given when that exists, else buildkitd's default socket.
+func TestDockerSocketIsAnOption(t *testing.T) {
+	t.Setenv("BUILDKIT_HOST", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "docker.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close() // the file stays; nothing answers
+	_, err = New(ctx, Options{DockerSocket: sock})
+	if err == nil || !strings.Contains(err.Error(), "the Docker Engine's BuildKit at unix://"+sock) {
+		t.Errorf("existing socket: err = %v", err)
+	}
+	_, err = New(ctx, Options{DockerSocket: filepath.Join(dir, "none.sock")})
+	if err == nil || !strings.Contains(err.Error(), "cannot reach BuildKit at "+DefaultSocket) {
+		t.Errorf("missing socket: err = %v", err)
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 	"github.com/runpod-workers/worker-github_runner/internal/registry"
 )
 
@@ -64,8 +65,11 @@ type Options struct {
 
 // Builder is a build.Builder running the Kaniko executor.
 type Builder struct {
-	o  Options
-	mu sync.Mutex // one build at a time: Kaniko owns the file system
+	o Options
+	// dockerConfig is the folder of the Docker config kept in Kaniko's
+	// folder: the executor's DOCKER_CONFIG, and Keychain's source.
+	dockerConfig string
+	mu           sync.Mutex // one build at a time: Kaniko owns the file system
 }
 
 // New checks that Kaniko may run here.
@@ -91,20 +95,27 @@ func New(o Options) (*Builder, error) {
 		o.Output = io.Discard
 	}
 	// Kaniko deletes /etc/ssl and the Docker config with the rest of the
-	// file system: load the CA roots now (Go caches them) and move the
-	// credentials into Kaniko's folder, for Kaniko and imagegen alike.
+	// file system: load the CA roots now (Go caches them) and copy the
+	// credentials into Kaniko's folder, for Kaniko (DOCKER_CONFIG in its
+	// environment) and imagegen (Keychain) alike.
 	x509.SystemCertPool()
-	if err := keepDockerConfig(filepath.Join(o.WorkDir, "imagegen", ".docker")); err != nil {
+	b := &Builder{o: o, dockerConfig: filepath.Join(o.WorkDir, "imagegen", ".docker")}
+	if err := keepDockerConfig(b.dockerConfig); err != nil {
 		return nil, err
 	}
-	return &Builder{o: o}, nil
+	return b, nil
 }
+
+// Keychain gives the registry credentials of the Docker config New kept
+// in Kaniko's folder: the one that outlives Kaniko's wiping of the file
+// system. Registry clients used alongside the builder need it.
+func (b *Builder) Keychain() authn.Keychain { return registry.ConfigKeychain(b.dockerConfig) }
 
 // ContextDir is where imagegen must put the build context for Kaniko.
 func (b *Builder) ContextDir() string { return filepath.Join(b.o.WorkDir, "imagegen", "context") }
 
 // keepDockerConfig copies the Docker config (DOCKER_CONFIG, ~/.docker, or
-// Kaniko's /kaniko/.docker) into dir and points DOCKER_CONFIG at it.
+// Kaniko's /kaniko/.docker) into dir.
 func keepDockerConfig(dir string) error {
 	var src []byte
 	for _, d := range []string{os.Getenv("DOCKER_CONFIG"), filepath.Join(os.Getenv("HOME"), ".docker"), "/kaniko/.docker"} {
@@ -122,10 +133,7 @@ func keepDockerConfig(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), src, 0o600); err != nil {
-		return err
-	}
-	return os.Setenv("DOCKER_CONFIG", dir)
+	return os.WriteFile(filepath.Join(dir, "config.json"), src, 0o600)
 }
 
 // SafeHere says whether Kaniko can run without destroying a host: inside a
@@ -208,13 +216,17 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 	if len(v.Platforms) != 1 {
 		return nil, fmt.Errorf("kaniko builds one platform per image; variant %s has %s (build it with BuildKit, or --set '%s.platforms=linux/amd64')", v.Name, strings.Join(v.Platforms, ", "), v.Name)
 	}
+	p, ok := platform.Lookup(v.Platforms[0])
+	if !ok {
+		return nil, fmt.Errorf("kaniko: variant %s: unsupported platform %.64q; use one of %s", v.Name, v.Platforms[0], strings.Join(platform.Names(), ", "))
+	}
 	f := b.files(v.Name)
 	args := []string{
 		"--kaniko-dir=" + b.kanikoDir(),
 		"--dockerfile=" + f.dockerfile,
 		"--context=dir://" + req.ContextDir,
-		"--custom-platform=" + v.Platforms[0],
-		"--build-arg=TARGETARCH=" + strings.TrimPrefix(v.Platforms[0], "linux/"),
+		"--custom-platform=" + p.Name,
+		"--build-arg=TARGETARCH=" + p.DockerArch,
 		"--digest-file=" + f.digest,
 		"--image-name-with-digest-file=" + f.nameDigest,
 		"--reproducible",
@@ -308,7 +320,7 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 	}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Env = append(os.Environ(), "KANIKO_DIR="+b.kanikoDir())
+	cmd.Env = append(os.Environ(), "KANIKO_DIR="+b.kanikoDir(), "DOCKER_CONFIG="+b.dockerConfig)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -367,7 +379,7 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 		}
 		res.Digest = d.String()
 		if req.Output.Push {
-			if err := pushByDigest(ctx, v.Image, img); err != nil {
+			if err := pushByDigest(ctx, v.Image, img, b.Keychain()); err != nil {
 				return nil, err
 			}
 		} else if err := writeLayout(req.Output.OCIDir, img, v.Tags); err != nil {
@@ -379,7 +391,7 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 	return res, nil
 }
 
-func pushByDigest(ctx context.Context, image string, img v1.Image) error {
+func pushByDigest(ctx context.Context, image string, img v1.Image, kc authn.Keychain) error {
 	repo, err := name.NewRepository(image)
 	if err != nil {
 		return err
@@ -388,7 +400,7 @@ func pushByDigest(ctx context.Context, image string, img v1.Image) error {
 	if err != nil {
 		return err
 	}
-	if err := remote.Write(repo.Digest(d.String()), img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+	if err := remote.Write(repo.Digest(d.String()), img, remote.WithContext(ctx), remote.WithAuthFromKeychain(kc)); err != nil {
 		return fmt.Errorf("push %s@%s: %w", image, d, err)
 	}
 	return nil

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 )
 
 // staticWorker builds a small static Go program for this machine: what a
@@ -234,7 +236,7 @@ func TestCopyCopiesWhatItChecked(t *testing.T) {
 	if err := Copy(dir, map[string]string{"linux/amd64": src}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := os.ReadFile(filepath.Join(dir, FileName("linux/amd64")))
+	got, _ := os.ReadFile(filepath.Join(dir, platform.WorkerBinary("linux/amd64")))
 	if !bytes.Equal(got, b) {
 		t.Errorf("copied %d bytes (%.20q), not the %d-byte binary it checked", len(got), got, len(b))
 	}

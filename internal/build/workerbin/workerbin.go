@@ -5,7 +5,6 @@
 package workerbin
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"debug/elf"
@@ -17,15 +16,14 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/mod/modfile"
+
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 )
 
 // Module is the Go module the worker comes from.
 const Module = "github.com/runpod-workers/worker-github_runner"
-
-// FileName is the name the Dockerfile expects for a platform's binary.
-func FileName(platform string) string {
-	return "worker-" + strings.ReplaceAll(platform, "/", "-")
-}
 
 // FindModuleRoot walks up from dir to the go.mod of this module.
 func FindModuleRoot(dir string) (string, error) {
@@ -34,14 +32,8 @@ func FindModuleRoot(dir string) (string, error) {
 		return "", err
 	}
 	for {
-		f, err := os.Open(filepath.Join(d, "go.mod"))
-		if err == nil {
-			sc := bufio.NewScanner(f)
-			sc.Scan()
-			f.Close()
-			if strings.TrimSpace(strings.TrimPrefix(sc.Text(), "module")) == Module {
-				return d, nil
-			}
+		if modulePath(filepath.Join(d, "go.mod")) == Module {
+			return d, nil
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
@@ -51,27 +43,45 @@ func FindModuleRoot(dir string) (string, error) {
 	}
 }
 
+// maxGoMod bounds how much of a go.mod FindModuleRoot reads.
+const maxGoMod = 1 << 20
+
+// modulePath is the module path a go.mod declares, or "" when the file is
+// missing, not a regular file, too large or has no module directive.
+func modulePath(gomod string) string {
+	f, err := OpenRegular(gomod)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxGoMod+1))
+	if err != nil || len(b) > maxGoMod {
+		return ""
+	}
+	return modfile.ModulePath(b)
+}
+
 // Compile cross-compiles cmd/worker for each platform into dir
 // (CGO_ENABLED=0, -trimpath, version stamped, symbols stripped).
 func Compile(ctx context.Context, moduleRoot, dir string, platforms []string, version string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, p := range platforms {
-		goos, goarch, ok := strings.Cut(p, "/")
+	for _, name := range platforms {
+		p, ok := platform.Lookup(name)
 		if !ok {
-			return fmt.Errorf("platform %q is not os/arch", p)
+			return fmt.Errorf("compile worker: unsupported platform %.64q; use one of %s", name, strings.Join(platform.Names(), ", "))
 		}
-		out := filepath.Join(dir, FileName(p))
+		out := filepath.Join(dir, platform.WorkerBinary(p.Name))
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
 			"-ldflags", "-s -w -X main.version="+version,
 			"-o", out, "./cmd/worker")
 		cmd.Dir = moduleRoot
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.GOARCH)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("compile worker for %s: %v\n%s", p, err, stderr.String())
+			return fmt.Errorf("compile worker for %s: %v\n%s", p.Name, err, stderr.String())
 		}
 		if err := os.Chmod(out, 0o755); err != nil {
 			return err
@@ -88,20 +98,20 @@ func Copy(dir string, bins map[string]string) error {
 		return err
 	}
 	for p, src := range bins {
-		if err := copyChecked(filepath.Join(dir, FileName(p)), src, p); err != nil {
+		if err := copyChecked(filepath.Join(dir, platform.WorkerBinary(p)), src, p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func copyChecked(dst, src, platform string) error {
+func copyChecked(dst, src, plat string) error {
 	in, err := OpenRegular(src)
 	if err != nil {
 		return fmt.Errorf("worker binary %s: %w", src, err)
 	}
 	defer in.Close()
-	if err := checkFile(in, src, platform); err != nil {
+	if err := checkFile(in, src, plat); err != nil {
 		return err
 	}
 	afterCheck()
@@ -141,37 +151,35 @@ func OpenRegular(path string) (*os.File, error) {
 	return f, nil
 }
 
-var machines = map[string]elf.Machine{"linux/amd64": elf.EM_X86_64, "linux/arm64": elf.EM_AARCH64}
-
 // Check verifies that path is a static ELF executable for platform.
-func Check(path, platform string) error {
+func Check(path, plat string) error {
 	f, err := OpenRegular(path)
 	if err != nil {
 		return fmt.Errorf("worker binary %s: %w", path, err)
 	}
 	defer f.Close()
-	return checkFile(f, path, platform)
+	return checkFile(f, path, plat)
 }
 
 // checkFile is Check on an open regular file.
-func checkFile(f *os.File, path, platform string) error {
+func checkFile(f *os.File, path, plat string) error {
 	ef, err := elf.NewFile(f)
 	if err != nil {
 		return fmt.Errorf("worker binary %s: not an ELF executable: %w", path, err)
 	}
-	return CheckELF(ef, path, platform)
+	return CheckELF(ef, path, plat)
 }
 
 // CheckELF is Check on an opened file: a Linux executable (not a shared
 // library or an object file) for the platform's machine, with no
 // interpreter and no shared libraries (DT_NEEDED).
-func CheckELF(f *elf.File, path, platform string) error {
-	want, ok := machines[platform]
+func CheckELF(f *elf.File, path, name string) error {
+	p, ok := platform.Lookup(name)
 	if !ok {
-		return fmt.Errorf("worker binary %s: unsupported platform %s", path, platform)
+		return fmt.Errorf("worker binary %s: unsupported platform %.64q; use one of %s", path, name, strings.Join(platform.Names(), ", "))
 	}
-	if f.Machine != want {
-		return fmt.Errorf("worker binary %s is for %s, not %s", path, f.Machine, platform)
+	if f.Machine != p.Machine {
+		return fmt.Errorf("worker binary %s is for %s, not %s", path, f.Machine, name)
 	}
 	if f.OSABI != elf.ELFOSABI_NONE && f.OSABI != elf.ELFOSABI_LINUX {
 		return fmt.Errorf("worker binary %s is for %s, not Linux", path, f.OSABI)
@@ -234,8 +242,8 @@ func ParseFlags(values []string) (map[string]string, error) {
 
 // parseFlag checks one --worker-bin value and returns its platform and
 // path.
-func parseFlag(v string) (platform, path string, err error) {
-	platform, path, ok := strings.Cut(v, "=")
+func parseFlag(v string) (plat, path string, err error) {
+	plat, path, ok := strings.Cut(v, "=")
 	if !ok {
 		path = v
 	}
@@ -245,11 +253,11 @@ func parseFlag(v string) (platform, path string, err error) {
 	}
 	defer f.Close()
 	if !ok {
-		if platform, err = platformOf(f); err != nil {
+		if plat, err = platformOf(f); err != nil {
 			return "", "", err
 		}
 	}
-	return platform, path, checkFile(f, path, platform)
+	return plat, path, checkFile(f, path, plat)
 }
 
 // platformOf reads the platform from an ELF header.
@@ -258,10 +266,8 @@ func platformOf(r io.ReaderAt) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("not an ELF executable: %w", err)
 	}
-	for plat, m := range machines {
-		if f.Machine == m {
-			return plat, nil
-		}
+	if p, ok := platform.ByMachine(f.Machine); ok {
+		return p.Name, nil
 	}
 	return "", fmt.Errorf("unsupported machine %s; use PLATFORM=PATH", f.Machine)
 }
