@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/dispatch"
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -39,7 +40,7 @@ Environment: RUNPOD_API_KEY (required), GITHUB_PAT (else the endpoint's own), GI
 	fs.Usage = usage
 	endpoint := fs.String("endpoint", getenv("RUNPOD_ENDPOINT"), "RunPod endpoint id")
 	apiURL := fs.String("api-url", getenv("RUNPOD_API_URL"), "RunPod endpoint API base")
-	org := fs.String("github-org", getenv("GITHUB_ORG"), "organisation, owner/repo or enterprises/<slug>")
+	org := fs.String("github-org", getenv(jobapi.EnvOrg), "organisation, owner/repo or enterprises/<slug>")
 	labels := fs.String("labels", "", "extra runner labels, comma-separated")
 	label := fs.String("label", "", "the unique label (default: runpod-<run id>-<attempt>-<random>)")
 	group := fs.String("runner-group", "", "runner group name")
@@ -71,14 +72,14 @@ Environment: RUNPOD_API_KEY (required), GITHUB_PAT (else the endpoint's own), GI
 				all = append(all, x)
 			}
 		}
-		j, err := c.Start(ctx, dispatch.StartOptions{Scope: *org, PAT: secret.New(getenv("GITHUB_PAT")), Labels: all,
+		j, err := c.Start(ctx, dispatch.StartOptions{Scope: *org, PAT: secret.New(getenv(jobapi.EnvPAT)), Labels: all,
 			RunnerGroup: *group, APIURL: *ghAPI, RunnerUser: *runnerUser, IdleTimeout: *idle, JobTimeout: *job, TTL: *ttl})
 		if err != nil {
 			fmt.Fprintln(stderr, "dispatch start:", err)
 			return 1
 		}
 		fmt.Fprintf(stderr, "started RunPod job %s (%s); the runner has label %s\n", j.ID, j.Status, l)
-		outputs["job-id"], outputs["label"], outputs["status"] = j.ID, l, j.Status
+		outputs["job-id"], outputs["label"], outputs["status"] = j.ID, l, string(j.Status)
 	case "stop":
 		if *jobID == "" {
 			fmt.Fprintln(stderr, "dispatch stop: --job-id is required")
@@ -94,7 +95,7 @@ Environment: RUNPOD_API_KEY (required), GITHUB_PAT (else the endpoint's own), GI
 		} else {
 			fmt.Fprintf(stderr, "RunPod job %s already ended: %s %s\n", *jobID, j.Status, j.Error)
 		}
-		outputs["job-id"], outputs["status"] = *jobID, j.Status
+		outputs["job-id"], outputs["status"] = *jobID, string(j.Status)
 	}
 	return writeOutputs(outputs, stdout, getenv("GITHUB_OUTPUT"), stderr)
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/retry"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
@@ -70,22 +71,22 @@ type StartOptions struct {
 	TTL time.Duration
 }
 
-// Job is RunPod's view of a job.
-type Job struct {
-	ID     string          `json:"id"`
-	Status string          `json:"status"`
-	Error  string          `json:"error,omitempty"`
-	Output json.RawMessage `json:"output,omitempty"`
+// Input is the job input these options make.
+func (o StartOptions) Input() jobapi.Input {
+	return jobapi.Input{
+		GitHubOrg:    &o.Scope,
+		Labels:       jobapi.List(o.Labels),
+		GitHubPAT:    jobapi.String(o.PAT.Reveal()),
+		RunnerGroup:  jobapi.String(o.RunnerGroup),
+		GitHubAPIURL: jobapi.String(o.APIURL),
+		RunnerUser:   jobapi.String(o.RunnerUser),
+		IdleTimeout:  jobapi.Seconds(o.IdleTimeout),
+		JobTimeout:   jobapi.Seconds(o.JobTimeout),
+	}
 }
 
-// Terminal reports whether the job has ended.
-func (j *Job) Terminal() bool {
-	switch j.Status {
-	case "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT":
-		return true
-	}
-	return false
-}
+// Job is RunPod's view of a job.
+type Job = jobapi.Job
 
 // UniqueLabel makes a label that pins a workflow job to the runner this
 // run starts: runpod-<run id>-<attempt>-<random>.
@@ -109,40 +110,15 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (*Job, error) {
 	if o.Scope == "" {
 		return nil, errors.New("no github_org: set the github-org input")
 	}
-	input := map[string]any{"github_org": o.Scope, "labels": o.Labels}
-	if !o.PAT.Empty() {
-		input["github_pat"] = o.PAT.Reveal()
+	input, err := json.Marshal(o.Input())
+	if err != nil {
+		return nil, err
 	}
-	if o.RunnerGroup != "" {
-		input["runner_group"] = o.RunnerGroup
-	}
-	if o.APIURL != "" {
-		input["github_api_url"] = o.APIURL
-	}
-	if o.RunnerUser != "" {
-		input["runner_user"] = o.RunnerUser
-	}
-	if o.IdleTimeout > 0 {
-		input["idle_timeout"] = o.IdleTimeout.Seconds()
-	}
-	if o.JobTimeout > 0 {
-		input["job_timeout"] = o.JobTimeout.Seconds()
-	}
-	body := map[string]any{"input": input}
-	policy := map[string]any{}
 	exec := o.ExecutionTimeout
 	if exec == 0 && o.JobTimeout > 0 {
 		exec = o.IdleTimeout + o.JobTimeout + 10*time.Minute
 	}
-	if exec > 0 {
-		policy["executionTimeout"] = exec.Milliseconds()
-	}
-	if o.TTL > 0 {
-		policy["ttl"] = o.TTL.Milliseconds()
-	}
-	if len(policy) > 0 {
-		body["policy"] = policy
-	}
+	body := jobapi.RunRequest{Input: input, Policy: jobapi.NewPolicy(exec, o.TTL)}
 	var j Job
 	if err := c.call(ctx, http.MethodPost, "run", body, &j); err != nil {
 		return nil, err
@@ -172,7 +148,7 @@ func (c *Client) Stop(ctx context.Context, id string) (*Job, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if j.Terminal() {
+	if j.Status.Terminal() {
 		return j, false, nil
 	}
 	var cj Job
@@ -180,7 +156,7 @@ func (c *Client) Stop(ctx context.Context, id string) (*Job, bool, error) {
 		return j, false, err
 	}
 	if cj.Status == "" {
-		cj.Status = "CANCELLED"
+		cj.Status = jobapi.Cancelled
 	}
 	cj.ID = id
 	return &cj, true, nil

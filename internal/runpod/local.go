@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 )
 
 // RunTestInput runs one job locally, as the SDK's --test_input does: src is
@@ -90,7 +92,7 @@ type APIServer struct {
 
 type localJob struct {
 	id       string
-	status   string // IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED
+	status   jobapi.Status
 	output   any
 	err      string
 	stream   []any
@@ -150,18 +152,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func (s *APIServer) submit(w http.ResponseWriter, r *http.Request, sync bool) {
 	var req map[string]json.RawMessage
 	if err := json.NewDecoder(io.LimitReader(r.Body, 20<<20)).Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body must be a JSON object: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, jobapi.ErrorAnswer{Error: "body must be a JSON object: " + err.Error()})
 		return
 	}
 	if in, ok := req["input"]; !ok || string(in) == "null" {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "missing input"})
+		writeJSON(w, http.StatusBadRequest, jobapi.ErrorAnswer{Error: "missing input"})
 		return
 	}
 	s.mu.Lock()
 	s.seq++
 	id := fmt.Sprintf("local-%d-%d", time.Now().UnixNano(), s.seq)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	j := &localJob{id: id, status: "IN_QUEUE", queued: time.Now(), cancel: cancel, done: make(chan struct{})}
+	j := &localJob{id: id, status: jobapi.InQueue, queued: time.Now(), cancel: cancel, done: make(chan struct{})}
 	s.jobs[id] = j
 	s.mu.Unlock()
 	req["id"], _ = json.Marshal(id)
@@ -169,7 +171,7 @@ func (s *APIServer) submit(w http.ResponseWriter, r *http.Request, sync bool) {
 	job, _ := parseJob(b)
 	go s.execute(ctx, j, job)
 	if !sync {
-		writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": "IN_QUEUE"})
+		writeJSON(w, http.StatusOK, jobapi.Job{ID: id, Status: jobapi.InQueue})
 		return
 	}
 	select {
@@ -192,22 +194,22 @@ func (s *APIServer) execute(ctx context.Context, j *localJob, job *Job) {
 	}
 	defer func() { <-s.sem }()
 	s.mu.Lock()
-	if j.status == "CANCELLED" {
+	if j.status == jobapi.Cancelled {
 		s.mu.Unlock()
 		return
 	}
-	j.status, j.started = "IN_PROGRESS", time.Now()
+	j.status, j.started = jobapi.InProgress, time.Now()
 	s.mu.Unlock()
 	out, err := safeHandle(ctx, s.h, job, localUpdater{s, j})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j.finished = time.Now()
 	switch {
-	case j.status == "CANCELLED":
+	case j.status == jobapi.Cancelled:
 	case err != nil:
-		j.status, j.err = "FAILED", clip(err.Error(), maxErrorBytes)
+		j.status, j.err = jobapi.Failed, clip(err.Error(), maxErrorBytes)
 	default:
-		j.status, j.output = "COMPLETED", out
+		j.status, j.output = jobapi.Completed, out
 	}
 }
 
@@ -219,7 +221,7 @@ type localUpdater struct {
 func (u localUpdater) Progress(v any) {
 	u.s.mu.Lock()
 	defer u.s.mu.Unlock()
-	if u.j.status == "IN_PROGRESS" {
+	if u.j.status == jobapi.InProgress {
 		u.j.output = v
 	}
 }
@@ -240,7 +242,7 @@ func (s *APIServer) lookup(w http.ResponseWriter, r *http.Request) *localJob {
 	j := s.jobs[id]
 	s.mu.Unlock()
 	if j == nil {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": "job not found"})
+		writeJSON(w, http.StatusNotFound, jobapi.ErrorAnswer{Error: "job not found"})
 	}
 	return j
 }
@@ -252,18 +254,12 @@ func (s *APIServer) status(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	body := map[string]any{"id": j.id, "status": j.status, "workerId": "local"}
+	body := jobapi.Job{ID: j.id, Status: j.status, WorkerID: "local", Output: j.output, Error: j.err}
 	if !j.started.IsZero() {
-		body["delayTime"] = j.started.Sub(j.queued).Milliseconds()
+		body.DelayTime = ms(j.started.Sub(j.queued))
 	}
 	if !j.finished.IsZero() {
-		body["executionTime"] = j.finished.Sub(j.started).Milliseconds()
-	}
-	if j.output != nil {
-		body["output"] = j.output
-	}
-	if j.err != "" {
-		body["error"] = j.err
+		body.ExecutionTime = ms(j.finished.Sub(j.started))
 	}
 	writeJSON(w, http.StatusOK, body)
 }
@@ -275,12 +271,12 @@ func (s *APIServer) streamStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	chunks := make([]map[string]any, 0, len(j.stream))
+	chunks := make([]jobapi.StreamChunk, 0, len(j.stream))
 	for _, c := range j.stream {
-		chunks = append(chunks, map[string]any{"output": c})
+		chunks = append(chunks, jobapi.StreamChunk{Output: c})
 	}
 	j.stream = nil
-	writeJSON(w, http.StatusOK, map[string]any{"id": j.id, "status": j.status, "stream": chunks})
+	writeJSON(w, http.StatusOK, jobapi.StreamAnswer{ID: j.id, Status: j.status, Stream: chunks})
 }
 
 func (s *APIServer) cancel(w http.ResponseWriter, r *http.Request) {
@@ -289,33 +285,39 @@ func (s *APIServer) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if j.status == "IN_QUEUE" || j.status == "IN_PROGRESS" {
-		j.status = "CANCELLED"
+	if j.status == jobapi.InQueue || j.status == jobapi.InProgress {
+		j.status = jobapi.Cancelled
 		j.cancel()
 	}
 	st := j.status
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"id": j.id, "status": st})
+	writeJSON(w, http.StatusOK, jobapi.Job{ID: j.id, Status: st})
 }
 
 func (s *APIServer) health(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	counts := map[string]int{"completed": 0, "failed": 0, "inProgress": 0, "inQueue": 0, "retried": 0, "cancelled": 0}
+	var h jobapi.Health
 	for _, j := range s.jobs {
 		switch j.status {
-		case "COMPLETED":
-			counts["completed"]++
-		case "FAILED":
-			counts["failed"]++
-		case "IN_PROGRESS":
-			counts["inProgress"]++
-		case "IN_QUEUE":
-			counts["inQueue"]++
-		case "CANCELLED":
-			counts["cancelled"]++
+		case jobapi.Completed:
+			h.Jobs.Completed++
+		case jobapi.Failed:
+			h.Jobs.Failed++
+		case jobapi.InProgress:
+			h.Jobs.InProgress++
+		case jobapi.InQueue:
+			h.Jobs.InQueue++
+		case jobapi.Cancelled:
+			h.Jobs.Cancelled++
 		}
 	}
-	running := counts["inProgress"]
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": counts, "workers": map[string]int{"idle": cap(s.sem) - running, "running": running}})
+	h.Workers.Running = h.Jobs.InProgress
+	h.Workers.Idle = cap(s.sem) - h.Workers.Running
+	writeJSON(w, http.StatusOK, h)
+}
+
+func ms(d time.Duration) *int64 {
+	n := d.Milliseconds()
+	return &n
 }

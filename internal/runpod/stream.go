@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 )
 
 // maxProgressQueued is how many progress updates may wait; beyond it the
@@ -75,7 +77,7 @@ func (p *poster) signal() {
 
 // Progress posts {"status": "IN_PROGRESS", "output": v} to the done URL.
 func (p *poster) Progress(v any) {
-	b, err := json.Marshal(map[string]any{"status": "IN_PROGRESS", "output": v})
+	b, err := json.Marshal(map[string]any{"status": jobapi.InProgress, "output": v})
 	if err != nil {
 		p.log.Warn("progress update is not JSON: not sent", "error", err)
 		return

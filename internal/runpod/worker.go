@@ -107,6 +107,7 @@ type Worker struct {
 
 type heldJob struct {
 	ctx            context.Context
+	parent         context.Context // the held jobs' context: cancelled first on SIGTERM
 	cancel         context.CancelCauseFunc
 	platformCancel bool
 	answered       bool
@@ -348,7 +349,7 @@ func (w *Worker) hold(ctx context.Context, jobs []*Job) {
 			continue
 		}
 		jctx, cancel := context.WithCancelCause(ctx)
-		w.held[job.ID] = &heldJob{ctx: jctx, cancel: cancel}
+		w.held[job.ID] = &heldJob{ctx: jctx, parent: ctx, cancel: cancel}
 		w.jobs.Add(1)
 		if w.running < w.o.Concurrency {
 			w.running++
@@ -366,7 +367,7 @@ func (w *Worker) run(job *Job) {
 		w.mu.Lock()
 		h := w.held[job.ID]
 		w.mu.Unlock()
-		w.runJob(h.ctx, job)
+		w.runJob(h, job)
 		h.cancel(nil)
 		w.mu.Lock()
 		delete(w.held, job.ID)
@@ -385,13 +386,18 @@ func (w *Worker) run(job *Job) {
 	}
 }
 
-func (w *Worker) runJob(ctx context.Context, job *Job) {
+func (w *Worker) runJob(h *heldJob, job *Job) {
+	ctx := h.ctx
 	log := w.log.With("request_id", job.ID)
 	start := time.Now()
 	p := newPoster(w, job.ID)
 	var out any
 	var err error
-	if ctx.Err() != nil {
+	// The parent is cancelled before its children are, one by one: a job
+	// whose turn comes while SIGTERM cancels them must not start.
+	if h.parent.Err() != nil {
+		err = fmt.Errorf("job cancelled before it started: %v", context.Cause(h.parent))
+	} else if ctx.Err() != nil {
 		err = fmt.Errorf("job cancelled before it started: %v", context.Cause(ctx))
 	} else {
 		log.Info("job started")
@@ -399,8 +405,7 @@ func (w *Worker) runJob(ctx context.Context, job *Job) {
 	}
 
 	w.mu.Lock()
-	h := w.held[job.ID]
-	platformCancel := h != nil && h.platformCancel
+	platformCancel := h.platformCancel
 	w.mu.Unlock()
 
 	if platformCancel {

@@ -28,7 +28,7 @@ func TestRunPodHubFiles(t *testing.T) {
 	}
 	known := map[string]bool{}
 	for _, f := range Fields {
-		known[f[1]] = true
+		known[f.Env] = true
 	}
 	for _, k := range Settings {
 		known[k] = true

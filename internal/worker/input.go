@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -30,8 +31,8 @@ type Input struct {
 	APIURL      string
 	IdleTimeout time.Duration
 	JobTimeout  time.Duration
-	Mode        string // "jit" or "token"
-	RunnerUser  string // "runner" or "root"
+	Mode        Mode
+	RunnerUser  User
 	// SelfTest checks the image and registers nothing (RunPod Hub tests).
 	SelfTest bool
 	// FromEndpoint says the credential is the endpoint's (its environment),
@@ -49,31 +50,13 @@ const (
 	DefaultJobTimeout  = 6 * time.Hour
 )
 
-// rawInput is the job input as sent. Each field also has an environment
-// variable (the endpoint's settings); the input wins, as in the seed.
-type rawInput struct {
-	GitHubPAT    *string         `json:"github_pat"`
-	GitHubOrg    *string         `json:"github_org"`
-	Labels       json.RawMessage `json:"labels"`
-	RunnerGroup  *string         `json:"runner_group"`
-	GitHubAPIURL *string         `json:"github_api_url"`
-	IdleTimeout  json.RawMessage `json:"idle_timeout"`
-	JobTimeout   json.RawMessage `json:"job_timeout"`
-	Mode         *string         `json:"mode"`
-	RunnerUser   *string         `json:"runner_user"`
-	SelfTest     bool            `json:"selftest"`
-	AppID        json.RawMessage `json:"github_app_id"`
-	AppInstall   json.RawMessage `json:"github_app_installation_id"`
-	AppKey       *string         `json:"github_app_private_key"`
-}
+// rawInput is the job input as sent (jobapi.Input). Each field also has
+// an environment variable (the endpoint's settings, jobapi.Fields); the
+// input wins, as in the seed.
+type rawInput = jobapi.Input
 
 // Fields lists the input fields and their environment variables.
-var Fields = [][2]string{
-	{"github_pat", "GITHUB_PAT"}, {"github_org", "GITHUB_ORG"}, {"labels", "RUNNER_LABELS"},
-	{"runner_group", "RUNNER_GROUP"}, {"github_api_url", "GITHUB_API_URL"}, {"idle_timeout", "RUNNER_IDLE_TIMEOUT"},
-	{"job_timeout", "RUNNER_JOB_TIMEOUT"}, {"mode", "RUNNER_MODE"}, {"runner_user", "RUNNER_USER"}, {"selftest", ""},
-	{"github_app_id", "GITHUB_APP_ID"}, {"github_app_installation_id", "GITHUB_APP_INSTALLATION_ID"}, {"github_app_private_key", "GITHUB_APP_PRIVATE_KEY"},
-}
+var Fields = jobapi.Fields
 
 var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
 
@@ -88,6 +71,10 @@ const (
 	// EnvTestLoopbackHTTP=1 lets credentials go over plain http to a
 	// loopback address: for tests against a fake GitHub only.
 	EnvTestLoopbackHTTP = "WGR_TEST_ALLOW_HTTP_LOOPBACK"
+	// EnvDeny and EnvAllow adjust which of the worker's variables the
+	// runner's environment leaves out (runner.Config's Deny and Allow).
+	EnvDeny  = "RUNNER_ENV_DENY"
+	EnvAllow = "RUNNER_ENV_ALLOW"
 )
 
 // StartupWarnings are what a worker started with this environment must
@@ -102,7 +89,7 @@ func StartupWarnings(getenv func(string) string) []string {
 
 // Settings are the endpoint's variables that are not job input fields
 // (WORKER_* and RUNNER_ROOT come with the image).
-var Settings = []string{EnvAllowedScopes, EnvAllowRoot, EnvSweep, EnvSweepAfter, "RUNNER_ENV_DENY", "RUNNER_ENV_ALLOW"}
+var Settings = []string{EnvAllowedScopes, EnvAllowRoot, EnvSweep, EnvSweepAfter, EnvDeny, EnvAllow}
 
 // ParseInput validates a job's input (a JSON object) with environment
 // fallbacks and the endpoint's rules for its own credential. All problems
@@ -110,6 +97,38 @@ var Settings = []string{EnvAllowedScopes, EnvAllowRoot, EnvSweep, EnvSweepAfter,
 // credential-like (secret.Preview), and never for fields whose values may
 // be secrets.
 func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
+	in, err := decodeInput(raw)
+	switch {
+	case err != nil:
+		return nil, err
+	case in.SelfTest:
+		return &Input{SelfTest: true}, nil
+	}
+	p := &inputParser{in: in, getenv: getenv}
+	out := &Input{
+		RunnerGroup:               p.str(in.RunnerGroup, jobapi.EnvRunnerGroup),
+		TestOnlyAllowLoopbackHTTP: getenv(EnvTestLoopbackHTTP) == "1",
+	}
+	p.check(parseCredential(*in, getenv, out))
+	p.where(out)
+	out.Labels, err = parseLabels(in.Labels, getenv(jobapi.EnvLabels))
+	p.check(err)
+	if len(out.RunnerGroup) > 100 || strings.ContainsFunc(out.RunnerGroup, unicode.IsControl) {
+		p.errs = append(p.errs, "runner_group must be a runner group's name (one line, up to 100 characters)")
+	}
+	p.check(parseEnums(out, p.str(in.Mode, jobapi.EnvMode), p.str(in.RunnerUser, jobapi.EnvRunnerUser), getenv))
+	out.IdleTimeout, err = parseDuration("idle_timeout", in.IdleTimeout, getenv(jobapi.EnvIdleTimeout), DefaultIdleTimeout)
+	p.check(err)
+	out.JobTimeout, err = parseDuration("job_timeout", in.JobTimeout, getenv(jobapi.EnvJobTimeout), DefaultJobTimeout)
+	p.check(err)
+	if len(p.errs) > 0 {
+		return nil, errors.New("invalid input: " + strings.Join(p.errs, "; "))
+	}
+	return out, nil
+}
+
+// decodeInput decodes a JSON object with only the contract's fields.
+func decodeInput(raw []byte) (*rawInput, error) {
 	var in rawInput
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
@@ -118,64 +137,51 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		var names []string
-		for _, f := range Fields {
-			names = append(names, f[0])
-		}
-		return nil, fmt.Errorf("invalid input: %s (known fields: %s)", jsonError(err), strings.Join(names, ", "))
+		return nil, fmt.Errorf("invalid input: %s (known fields: %s)", jsonError(err), strings.Join(jobapi.FieldNames(), ", "))
 	}
-	if in.SelfTest {
-		return &Input{SelfTest: true}, nil
+	return &in, nil
+}
+
+// inputParser collects every problem of one input.
+type inputParser struct {
+	in     *rawInput
+	getenv func(string) string
+	errs   []string
+}
+
+func (p *inputParser) check(err error) {
+	if err != nil {
+		p.errs = append(p.errs, err.Error())
 	}
-	var errs []string
-	check := func(err error) {
-		if err != nil {
-			errs = append(errs, err.Error())
-		}
+}
+
+// str is a string field, else its endpoint variable, trimmed.
+func (p *inputParser) str(v *string, env string) string {
+	if v != nil {
+		return strings.TrimSpace(*v)
 	}
-	str := func(v *string, env string) string {
-		if v != nil {
-			return strings.TrimSpace(*v)
-		}
-		return strings.TrimSpace(getenv(env))
-	}
-	out := &Input{
-		RunnerGroup:               str(in.RunnerGroup, "RUNNER_GROUP"),
-		Mode:                      strings.ToLower(str(in.Mode, "RUNNER_MODE")),
-		RunnerUser:                str(in.RunnerUser, "RUNNER_USER"),
-		TestOnlyAllowLoopbackHTTP: getenv(EnvTestLoopbackHTTP) == "1",
-	}
-	check(parseCredential(in, getenv, out))
+	return strings.TrimSpace(p.getenv(env))
+}
+
+// where reads the scope and the API URL, and keeps the endpoint's
+// credential to the endpoint's own.
+func (p *inputParser) where(out *Input) {
 	var err error
-	if in.GitHubOrg == nil {
-		err = oneOrg(getenv)
+	if p.in.GitHubOrg == nil {
+		err = oneOrg(p.getenv)
 	}
 	if err == nil {
-		out.Scope, err = github.ParseScope(str(in.GitHubOrg, "GITHUB_ORG"))
+		out.Scope, err = github.ParseScope(p.str(p.in.GitHubOrg, jobapi.EnvOrg))
 	}
-	check(err)
-	out.APIURL, err = github.CanonicalAPIURL(str(in.GitHubAPIURL, "GITHUB_API_URL"), out.TestOnlyAllowLoopbackHTTP)
-	check(err)
+	p.check(err)
+	out.APIURL, err = github.CanonicalAPIURL(p.str(p.in.GitHubAPIURL, jobapi.EnvAPIURL), out.TestOnlyAllowLoopbackHTTP)
+	p.check(err)
 	if err == nil && out.FromEndpoint {
-		check(checkEndpointAPI(out, getenv))
+		p.check(checkEndpointAPI(out, p.getenv))
 	}
 	if out.FromEndpoint && out.Scope.Owner != "" {
-		check(checkEndpointScope(out.Scope, getenv))
+		p.check(checkEndpointScope(out.Scope, p.getenv))
 	}
-	out.Labels, err = parseLabels(in.Labels, getenv("RUNNER_LABELS"))
-	check(err)
-	if len(out.RunnerGroup) > 100 || strings.ContainsFunc(out.RunnerGroup, unicode.IsControl) {
-		errs = append(errs, "runner_group must be a runner group's name (one line, up to 100 characters)")
-	}
-	check(parseEnums(out, getenv))
-	out.IdleTimeout, err = parseDuration("idle_timeout", in.IdleTimeout, getenv("RUNNER_IDLE_TIMEOUT"), DefaultIdleTimeout)
-	check(err)
-	out.JobTimeout, err = parseDuration("job_timeout", in.JobTimeout, getenv("RUNNER_JOB_TIMEOUT"), DefaultJobTimeout)
-	check(err)
-	if len(errs) > 0 {
-		return nil, errors.New("invalid input: " + strings.Join(errs, "; "))
-	}
-	return out, nil
 }
 
 // jsonError explains a decoding error without echoing the input (Go's
@@ -217,7 +223,7 @@ func parseCredential(in rawInput, getenv func(string) string, out *Input) error 
 		app, err = parseApp(in, nil)
 	default:
 		if in.GitHubPAT == nil { // an explicit "" turns the endpoint's PAT off
-			out.PAT = secret.New(strings.TrimSpace(getenv("GITHUB_PAT")))
+			out.PAT = secret.New(strings.TrimSpace(getenv(jobapi.EnvPAT)))
 		}
 		if out.PAT.Empty() {
 			app, err = parseApp(rawInput{}, getenv)
@@ -242,7 +248,7 @@ func given(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "nu
 // to the endpoint's GITHUB_API_URL, or to github.com when that is unset.
 // A job may name another API URL only with a credential of its own.
 func checkEndpointAPI(out *Input, getenv func(string) string) error {
-	home, err := github.CanonicalAPIURL(getenv("GITHUB_API_URL"), out.TestOnlyAllowLoopbackHTTP)
+	home, err := github.CanonicalAPIURL(getenv(jobapi.EnvAPIURL), out.TestOnlyAllowLoopbackHTTP)
 	if err == nil && out.APIURL == home {
 		return nil
 	}
@@ -252,7 +258,7 @@ func checkEndpointAPI(out *Input, getenv func(string) string) error {
 // oneOrg checks that GITHUB_ORG names one scope: a list there would
 // silently become the credential's allow-list.
 func oneOrg(getenv func(string) string) error {
-	if strings.Contains(getenv("GITHUB_ORG"), ",") {
+	if strings.Contains(getenv(jobapi.EnvOrg), ",") {
 		return errors.New("the endpoint's GITHUB_ORG holds a list: it names one organisation, owner/repo or enterprises/<slug> (the default scope); list the scopes the endpoint's credential may be used for in " + EnvAllowedScopes)
 	}
 	return nil
@@ -279,9 +285,9 @@ func allowedScopes(getenv func(string) string) ([]github.Scope, string, error) {
 	setting, list := EnvAllowedScopes, splitComma(getenv(EnvAllowedScopes))
 	if len(list) == 0 {
 		if err := oneOrg(getenv); err != nil {
-			return nil, "GITHUB_ORG", err
+			return nil, jobapi.EnvOrg, err
 		}
-		setting, list = "GITHUB_ORG", splitComma(getenv("GITHUB_ORG"))
+		setting, list = jobapi.EnvOrg, splitComma(getenv(jobapi.EnvOrg))
 	}
 	var out []github.Scope
 	for i, s := range list {
@@ -309,22 +315,41 @@ func permits(allowed []github.Scope, s github.Scope) bool {
 	return false
 }
 
-// parseEnums checks mode and runner_user without echoing them (a token
-// pasted into the wrong field must not end up in a log).
-func parseEnums(out *Input, getenv func(string) string) error {
+// Mode is how the runner registers: a just-in-time configuration (the
+// default) or a registration token and config.sh.
+type Mode string
+
+const (
+	ModeJIT   Mode = "jit"
+	ModeToken Mode = "token"
+)
+
+// User is the account the runner runs as: the image's unprivileged
+// account (the default) or root, where the endpoint allows it.
+type User string
+
+const (
+	UserRunner User = "runner"
+	UserRoot   User = "root"
+)
+
+// parseEnums sets mode and runner_user, checked without echoing them (a
+// token pasted into the wrong field must not end up in a log).
+func parseEnums(out *Input, mode, user string, getenv func(string) string) error {
 	var errs []string
-	switch out.Mode {
-	case "", "jit":
-		out.Mode = "jit"
-	case "token":
+	switch Mode(strings.ToLower(mode)) {
+	case "", ModeJIT:
+		out.Mode = ModeJIT
+	case ModeToken:
+		out.Mode = ModeToken
 	default:
 		errs = append(errs, "mode must be jit (default) or token")
 	}
-	switch out.RunnerUser {
-	case "":
-		out.RunnerUser = "runner"
-	case "runner":
-	case "root":
+	switch User(user) {
+	case "", UserRunner:
+		out.RunnerUser = UserRunner
+	case UserRoot:
+		out.RunnerUser = UserRoot
 		if !truthy(getenv(EnvAllowRoot)) {
 			errs = append(errs, "runner_user root is not allowed on this endpoint: a root runner's jobs can read the worker's secrets; set "+EnvAllowRoot+"=1 on the endpoint to allow it")
 		}
@@ -368,9 +393,9 @@ func parseApp(in rawInput, getenv func(string) string) (*github.App, error) {
 		}
 		return strings.TrimSpace(getenv(env)), nil
 	}
-	id, err1 := num(in.AppID, "GITHUB_APP_ID")
-	inst, err2 := num(in.AppInstall, "GITHUB_APP_INSTALLATION_ID")
-	key := getenv("GITHUB_APP_PRIVATE_KEY")
+	id, err1 := num(in.AppID, jobapi.EnvAppID)
+	inst, err2 := num(in.AppInstall, jobapi.EnvAppInstall)
+	key := getenv(jobapi.EnvAppPrivateKey)
 	if in.AppKey != nil {
 		key = *in.AppKey
 	}

@@ -65,15 +65,15 @@ func afterCancel(ctx context.Context, d time.Duration) (context.Context, context
 // is still starting for a leftover.
 const maxRegistration = 15 * time.Minute
 
-// register registers the runner and records its id. The runner's name,
+// registerRunner registers the runner and records its id. The runner's name,
 // which carries the time, is made just before. A cancel does not cut the
 // registration call off (GitHub may complete it anyway, and then the
 // runner must be removed): the call in flight gets half the budget to
 // finish, and no new attempt starts.
-func (s *session) register(ctx context.Context, groupID int64, rcfg *runner.Config) error {
+func (s *session) registerRunner(ctx context.Context, groupID int64) error {
 	res := s.res
 	var tok secret.Value
-	if s.in.Mode == "token" {
+	if s.in.Mode == ModeToken {
 		var err error
 		if tok, err = s.gh.RegistrationToken(ctx); err != nil {
 			return err
@@ -86,8 +86,8 @@ func (s *session) register(ctx context.Context, groupID int64, rcfg *runner.Conf
 	regCtx = github.WithRetryCutoff(regCtx, ctx)
 	res.RunnerName = RunnerName(s.h.PodID, s.jobID, time.Now())
 	s.registering = true
-	if s.in.Mode == "token" {
-		return s.configure(regCtx, rcfg, tok)
+	if s.in.Mode == ModeToken {
+		return s.configure(regCtx, tok)
 	}
 	id, jit, err := s.gh.JITConfig(regCtx, res.RunnerName, groupID, res.Labels, "_work")
 	if err != nil {
@@ -97,15 +97,15 @@ func (s *session) register(ctx context.Context, groupID int64, rcfg *runner.Conf
 	}
 	res.RunnerID = id
 	s.redactor.Add(jit)
-	rcfg.JIT = jit
+	s.rcfg.JIT = jit
 	return nil
 }
 
 // configure registers the runner with config.sh (token mode).
-func (s *session) configure(ctx context.Context, rcfg *runner.Config, tok secret.Value) error {
+func (s *session) configure(ctx context.Context, tok secret.Value) error {
 	res := s.res
-	cerr := runner.Configure(ctx, *rcfg, runner.ConfigureOptions{URL: s.gh.RunnerURL(), Token: tok, Name: res.RunnerName, Labels: res.Labels, RunnerGroup: s.in.RunnerGroup, WorkFolder: "_work"})
-	if id, err := runner.ReadRunnerID(rcfg.Root); err == nil {
+	cerr := runner.Configure(ctx, s.rcfg, runner.ConfigureOptions{URL: s.gh.RunnerURL(), Token: tok, Name: res.RunnerName, Labels: res.Labels, RunnerGroup: s.in.RunnerGroup, WorkFolder: "_work"})
+	if id, err := runner.ReadRunnerID(s.rcfg.Root); err == nil {
 		res.RunnerID = id
 	}
 	if cerr != nil {
@@ -140,28 +140,15 @@ func (s *session) findRunner(ctx context.Context) error {
 // ephemeral runner after its job). It runs on every path once GitHub may
 // hold the runner, within the grace budget after a cancel.
 func (s *session) cleanup() {
-	if !s.registering {
+	if !s.registering || s.cleaned {
 		return
 	}
+	s.cleaned = true
 	ctx, cancel := context.WithTimeout(s.shutdown, s.h.cleanupTimeout())
 	defer cancel()
 	res, log := s.res, s.log
-	if res.RunnerID == 0 {
-		if err := s.findRunner(ctx); err != nil {
-			res.RunnerRemoved = "unknown"
-			log.Error("the registration's answer was lost and GitHub could not be asked about it: a runner may stay listed until a later worker's sweep removes it", "runner", res.RunnerName, "error", errLine(s.redactor, err))
-			return
-		}
-		if res.RunnerID == 0 && s.uncertain {
-			res.RunnerRemoved = "unknown"
-			log.Warn("the registration call ended without GitHub's answer and GitHub lists no runner of this name yet: one may still appear, and a later worker's sweep removes it", "runner", res.RunnerName)
-			return
-		}
-		if res.RunnerID == 0 {
-			log.Info("GitHub has no runner of this name: nothing to remove", "runner", res.RunnerName)
-			return
-		}
-		log.Warn("found the runner whose registration answer was lost", "runner", res.RunnerName, "runner_id", res.RunnerID)
+	if res.RunnerID == 0 && !s.identify(ctx) {
+		return
 	}
 	_, found, err := s.gh.GetRunner(ctx, res.RunnerID)
 	if err == nil && !found {
@@ -176,4 +163,26 @@ func (s *session) cleanup() {
 	}
 	res.RunnerRemoved = "by the worker"
 	log.Info("runner removed", "runner_id", res.RunnerID)
+}
+
+// identify learns the id of a runner whose registration answer was lost,
+// by its name; false when there is nothing (known) to remove.
+func (s *session) identify(ctx context.Context) bool {
+	res, log := s.res, s.log
+	if err := s.findRunner(ctx); err != nil {
+		res.RunnerRemoved = "unknown"
+		log.Error("the registration's answer was lost and GitHub could not be asked about it: a runner may stay listed until a later worker's sweep removes it", "runner", res.RunnerName, "error", errLine(s.redactor, err))
+		return false
+	}
+	if res.RunnerID == 0 && s.uncertain {
+		res.RunnerRemoved = "unknown"
+		log.Warn("the registration call ended without GitHub's answer and GitHub lists no runner of this name yet: one may still appear, and a later worker's sweep removes it", "runner", res.RunnerName)
+		return false
+	}
+	if res.RunnerID == 0 {
+		log.Info("GitHub has no runner of this name: nothing to remove", "runner", res.RunnerName)
+		return false
+	}
+	log.Warn("found the runner whose registration answer was lost", "runner", res.RunnerName, "runner_id", res.RunnerID)
+	return true
 }

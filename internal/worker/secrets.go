@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/runner"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
@@ -26,7 +27,7 @@ func errLine(r *secret.Redactor, err error) string {
 // length; variables whose names look secret (secretVarName) count when
 // their values are long enough to be credentials.
 var (
-	secretVars    = []string{"GITHUB_PAT", "GITHUB_TOKEN", "GH_TOKEN", "GITHUB_APP_PRIVATE_KEY", "RUNPOD_AI_API_KEY", "RUNPOD_API_KEY"}
+	secretVars    = []string{jobapi.EnvPAT, "GITHUB_TOKEN", "GH_TOKEN", jobapi.EnvAppPrivateKey, "RUNPOD_AI_API_KEY", "RUNPOD_API_KEY"}
 	secretVarName = regexp.MustCompile(`(?i)(TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE_KEY|API_KEY|ACCESS_KEY|CREDENTIAL|(^|_)PAT$)`)
 )
 
@@ -40,7 +41,7 @@ func (h *Handler) secrets() *secret.Redactor {
 	for _, k := range secretVars {
 		r.Add(secret.New(h.getenv(k)))
 	}
-	deny := splitComma(h.getenv("RUNNER_ENV_DENY"))
+	deny := splitComma(h.getenv(EnvDeny))
 	for _, kv := range h.environ() {
 		k, v, _ := strings.Cut(kv, "=")
 		if matchVar(k, deny) || (secretVarName.MatchString(k) && len(v) >= 12) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/runner"
 )
 
@@ -33,7 +34,7 @@ func (h *Handler) selfTest() (any, error) {
 		account = runner.DefaultUser
 	}
 	st := &SelfTest{Flavour: h.getenv("WORKER_FLAVOUR"), CUDA: h.getenv("WORKER_CUDA_VERSION"), RunnerRoot: root, RunnerAccount: account,
-		GitHubPATIsSet: h.getenv("GITHUB_PAT") != "", Labels: h.Labels(nil), Problems: []string{}}
+		GitHubPATIsSet: h.getenv(jobapi.EnvPAT) != "", Labels: h.Labels(nil), Problems: []string{}}
 	if fi, err := os.Stat(filepath.Join(root, "bin", "Runner.Listener")); err != nil || fi.Mode()&0o111 == 0 {
 		st.Problems = append(st.Problems, "the runner is not installed at "+root)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -111,7 +112,7 @@ func sweepAfter(v string) (time.Duration, error) {
 // endpointCredential is the endpoint's own credential and the scopes it
 // is for; nil when the endpoint has none.
 func (h *Handler) endpointCredential() (*Input, []github.Scope, error) {
-	if h.getenv("GITHUB_PAT") == "" && h.getenv("GITHUB_APP_PRIVATE_KEY") == "" {
+	if h.getenv(jobapi.EnvPAT) == "" && h.getenv(jobapi.EnvAppPrivateKey) == "" {
 		return nil, nil, nil
 	}
 	in := &Input{TestOnlyAllowLoopbackHTTP: h.getenv(EnvTestLoopbackHTTP) == "1"}
@@ -119,7 +120,7 @@ func (h *Handler) endpointCredential() (*Input, []github.Scope, error) {
 		return nil, nil, err
 	}
 	var err error
-	if in.APIURL, err = github.CanonicalAPIURL(h.getenv("GITHUB_API_URL"), in.TestOnlyAllowLoopbackHTTP); err != nil {
+	if in.APIURL, err = github.CanonicalAPIURL(h.getenv(jobapi.EnvAPIURL), in.TestOnlyAllowLoopbackHTTP); err != nil {
 		return nil, nil, err
 	}
 	scopes, _, err := allowedScopes(h.getenv)

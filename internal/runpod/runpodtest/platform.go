@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 )
 
 // Response is a scripted answer to a take request.
@@ -317,7 +319,7 @@ func (p *Platform) WaitFinal(jobID string, timeout time.Duration) (Post, error) 
 	defer p.mu.Unlock()
 	for {
 		for _, d := range p.done {
-			if d.JobID == jobID && d.Body["status"] != "IN_PROGRESS" {
+			if d.JobID == jobID && d.Body["status"] != string(jobapi.InProgress) {
 				return d, nil
 			}
 		}
