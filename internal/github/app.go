@@ -12,12 +12,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	gh "github.com/google/go-github/v66/github"
 
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
@@ -31,91 +30,67 @@ type App struct {
 }
 
 // InstallationToken mints an installation access token (valid one hour)
-// with a JWT signed by the app's private key (RS256), as GitHub documents.
-// The JWT is a credential: the API URL is checked (https only) before any
-// request is made. o.Token is not used.
+// with a JWT signed by the app's private key (RS256), as GitHub documents,
+// through a client of the API like any other call (GitHub's retry policy,
+// errors as *APIError). The JWT is a credential: the API URL is checked
+// (https only) before any request is made. o.Token is not used.
 func InstallationToken(ctx context.Context, o Options, app App) (secret.Value, error) {
-	api, err := CanonicalAPIURL(o.APIURL, o.TestOnlyAllowLoopbackHTTP)
+	c, err := app.client(o)
 	if err != nil {
 		return secret.Value{}, err
 	}
-	key, err := parseKey(app.PrivateKey)
+	const op = "GitHub App token"
+	tok, resp, err := callFor(ctx, c, op, func() (*gh.InstallationToken, *gh.Response, error) {
+		return c.gh.Apps.CreateInstallationToken(ctx, app.InstallationID, &gh.InstallationTokenOptions{})
+	})
 	if err != nil {
 		return secret.Value{}, err
+	}
+	if tok.GetToken() == "" {
+		return secret.Value{}, app.refusal(op, resp.StatusCode, nil)
+	}
+	return secret.New(tok.GetToken()), nil
+}
+
+// client is a client of o.APIURL that authenticates as the app: a JWT is
+// signed per request (rate-limit waits can outlast one). A bad URL or a
+// key that cannot sign fails here, before any request.
+func (a App) client(o Options) (*Client, error) {
+	if _, err := CanonicalAPIURL(o.APIURL, o.TestOnlyAllowLoopbackHTTP); err != nil {
+		return nil, err
+	}
+	key, err := parseKey(a.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	sign := func() (string, error) { return appJWT(a.ID, key, time.Now()) }
+	if _, err := sign(); err != nil {
+		return nil, err
 	}
 	hc := o.httpClient()
 	if o.HTTP == nil {
 		hc.Timeout = 30 * time.Second
 	}
-	u := fmt.Sprintf("%sapp/installations/%d/access_tokens", api, app.InstallationID)
-	st := &attemptState{}
-	var tok secret.Value
-	err = mintPolicy(o, app).do(ctx, st, func() error {
-		var err error
-		tok, err = mintOnce(ctx, hc, u, app.ID, key, st)
-		return err
-	})
-	return tok, err
+	hc.Transport = bearer{base: hc.Transport, token: sign}
+	c, err := newClient(o, hc)
+	if err != nil {
+		return nil, err
+	}
+	c.refuse = a.refusal
+	return c, nil
 }
 
-// mintPolicy is GitHub's policy (see policy.go) for minting a token.
-func mintPolicy(o Options, app App) policyOptions {
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return policyOptions{op: "GitHub App token", attempts: 5, backoff: time.Second, max: time.Minute, log: log,
-		refused: func(status int, err error) error {
-			switch status {
-			case 401:
-				return errors.New("GitHub App token: the app id or private key was rejected")
-			case 404:
-				return fmt.Errorf("GitHub App token: installation %d not found for app %d", app.InstallationID, app.ID)
-			}
-			if status >= 0 && status != 200 && status != 201 {
-				return fmt.Errorf("GitHub App token: %w", err)
-			}
-			return err
-		}}
-}
-
-// mintOnce makes one request and records its answer in st.
-// A JWT is signed per attempt: rate-limit waits can outlast one. A
-// failure before any request (status -1) is not retried.
-func mintOnce(ctx context.Context, hc *http.Client, u string, appID int64, key *rsa.PrivateKey, st *attemptState) (secret.Value, error) {
-	*st = attemptState{cutoff: st.cutoff, secondary: st.secondary, status: -1}
-	jwt, err := appJWT(appID, key, time.Now())
-	if err != nil {
-		return secret.Value{}, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return secret.Value{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+jwt)
-	req.Header.Set("Accept", "application/vnd.github+json")
-	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-	resp, err := hc.Do(req)
-	if err != nil {
-		st.status, st.err = 0, err
-		return secret.Value{}, st.err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var body struct {
-		Token   string `json:"token"`
-		Message string `json:"message"`
-	}
-	jerr := json.Unmarshal(b, &body)
-	st.status, st.header, st.msg = resp.StatusCode, resp.Header, body.Message
+// refusal is the error for an answer the policy does not retry.
+func (a App) refusal(op string, status int, err error) error {
 	switch {
-	case resp.StatusCode != 201 && resp.StatusCode != 200:
-		st.err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		return secret.Value{}, st.err
-	case jerr != nil || body.Token == "":
-		return secret.Value{}, errors.New("GitHub App token: no token in GitHub's answer")
+	case status == 401:
+		err = errors.New("the app id or private key was rejected")
+	case status == 404:
+		err = fmt.Errorf("installation %d not found for app %d", a.InstallationID, a.ID)
+	case status == 200 || status == 201:
+		err = errors.New("no token in GitHub's answer")
 	}
-	return secret.New(body.Token), nil
+	return &APIError{Op: op, Status: status, Err: err}
 }
 
 func parseKey(pemKey secret.Value) (*rsa.PrivateKey, error) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -69,4 +70,13 @@ func TestParseKey(t *testing.T) {
 	if _, err := parseKey(secret.New("not a key")); err == nil || strings.Contains(err.Error(), "not a key") {
 		t.Errorf("bad key: %v (the error must not echo the key)", err)
 	}
+}
+
+// testApp is app 4242's installation 77, with a key the fake GitHub g
+// checks its JWTs with.
+func testApp(g *githubtest.GitHub) App {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	g.AppKey, g.AppID = &key.PublicKey, "4242"
+	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	return App{ID: 4242, InstallationID: 77, PrivateKey: secret.New(pemKey)}
 }

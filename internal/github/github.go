@@ -9,10 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -23,101 +23,22 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
-// Kind is what a scope names.
-type Kind int
-
-// Scope kinds.
-const (
-	Org Kind = iota
-	Repo
-	Enterprise
-)
-
-func (k Kind) String() string {
-	return [...]string{"organization", "repository", "enterprise"}[k]
-}
-
-// Scope is where runners are registered.
-type Scope struct {
-	Kind  Kind
-	Owner string // organisation, repository owner, or enterprise slug
-	Repo  string
-}
-
-func (s Scope) String() string {
-	switch s.Kind {
-	case Repo:
-		return s.Owner + "/" + s.Repo
-	case Enterprise:
-		return "enterprises/" + s.Owner
-	}
-	return s.Owner
-}
-
-var (
-	ownerRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}$`)
-	repoRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
-	slugRE  = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$`)
-)
-
-// ParseScope reads "org", "owner/repo" or "enterprises/slug" with GitHub's
-// naming rules, so nothing odd ever reaches a URL or a process.
-func ParseScope(s string) (Scope, error) {
-	parts := strings.Split(s, "/")
-	bad := func(why string) (Scope, error) {
-		return Scope{}, fmt.Errorf("github_org %s is not an organisation, owner/repo or enterprises/<slug>: %s", secret.Preview(s), why)
-	}
-	switch {
-	case s == "":
-		return Scope{}, errors.New("github_org is empty: set it to an organisation (my-org), a repository (owner/repo) or enterprises/<slug>")
-	case len(parts) == 1:
-		if !ownerRE.MatchString(s) {
-			return bad("an organisation name has up to 39 letters, digits and single hyphens")
-		}
-		return Scope{Kind: Org, Owner: s}, nil
-	case len(parts) == 2 && parts[0] == "enterprises":
-		if !slugRE.MatchString(parts[1]) {
-			return bad("an enterprise slug has lower-case letters, digits and hyphens")
-		}
-		return Scope{Kind: Enterprise, Owner: parts[1]}, nil
-	case len(parts) == 2:
-		if !ownerRE.MatchString(parts[0]) {
-			return bad("the owner has up to 39 letters, digits and single hyphens")
-		}
-		if !repoRE.MatchString(parts[1]) || parts[1] == "." || parts[1] == ".." || strings.HasSuffix(parts[1], ".git") {
-			return bad("a repository name has up to 100 letters, digits, '.', '_' and '-'")
-		}
-		return Scope{Kind: Repo, Owner: parts[0], Repo: parts[1]}, nil
-	}
-	return bad("too many '/'")
-}
-
-// MissingPermission says what a credential needs for a scope.
-func (s Scope) MissingPermission() string {
-	switch s.Kind {
-	case Repo:
-		return "a classic PAT needs the repo scope; a fine-grained token needs \"Administration: write\" on the repository"
-	case Enterprise:
-		return "a classic PAT needs manage_runners:enterprise (fine-grained tokens and apps cannot manage enterprise runners)"
-	}
-	return "a classic PAT needs admin:org; a fine-grained token or GitHub App needs \"Self-hosted runners: write\" on the organisation"
-}
-
-// MaxRateLimitWait is the longest a call waits for a rate limit to reset
-// before it fails.
-var MaxRateLimitWait = 5 * time.Minute
-
-// Client calls GitHub for one scope.
+// Client calls GitHub for one scope (or, minting a token, for an app).
 type Client struct {
-	gh    *gh.Client
-	scope Scope
-	web   string
-	log   *slog.Logger
+	gh     *gh.Client
+	scope  Scope
+	api    scopeAPI // the scope's endpoints
+	web    string
+	log    *slog.Logger
+	refuse func(op string, status int, err error) error // the error for an answer not retried
 	// Attempts bounds retries of one call (default 5); Backoff is the first
 	// wait (default 1 s) and MaxWait the longest (default 60 s).
 	Attempts int
 	Backoff  time.Duration
 	MaxWait  time.Duration
+	// MaxRateLimitWait is the longest a call waits for a rate limit to
+	// reset before it fails (default 5 min).
+	MaxRateLimitWait time.Duration
 	// FailOnRateLimit makes a rate-limited call fail at once instead of
 	// waiting (work that can wait for a later worker: the sweep).
 	FailOnRateLimit bool
@@ -270,23 +191,79 @@ func NewClient(scope Scope, o Options) (*Client, error) {
 	if o.Token.Empty() {
 		return nil, errors.New("no GitHub credential: set github_pat in the job input or GITHUB_PAT in the endpoint's environment")
 	}
+	hc := o.httpClient()
+	tok := o.Token.Reveal()
+	hc.Transport = bearer{base: hc.Transport, token: func() (string, error) { return tok, nil }}
+	c, err := newClient(o, hc)
+	if err != nil {
+		return nil, err
+	}
+	c.scope, c.api, c.refuse = scope, apiFor(scope, c.gh), scope.refusal
+	return c, nil
+}
+
+// newClient is a client of o.APIURL's API (CanonicalAPIURL is the one
+// rule for it) over hc, which authenticates.
+func newClient(o Options, hc *http.Client) (*Client, error) {
 	api, err := CanonicalAPIURL(o.APIURL, o.TestOnlyAllowLoopbackHTTP)
 	if err != nil {
 		return nil, err
 	}
-	c := gh.NewClient(o.httpClient()).WithAuthToken(o.Token.Reveal())
-	if api != DefaultAPIURL {
-		// go-github keeps a base URL on an api.* host as it is (GHE.com)
-		// and uses GHES's /api/v3/ as CanonicalAPIURL made it.
-		if c, err = c.WithEnterpriseURLs(api, api); err != nil {
-			return nil, fmt.Errorf("github_api_url: %w", err)
-		}
+	g := gh.NewClient(hc)
+	if g.BaseURL, err = url.Parse(api); err != nil {
+		return nil, fmt.Errorf("github_api_url: %w", err)
 	}
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{gh: c, scope: scope, web: ServerURL(api), log: log, Attempts: 5, Backoff: time.Second, MaxWait: 60 * time.Second}, nil
+	return &Client{gh: g, web: ServerURL(api), log: log, Attempts: 5, Backoff: time.Second, MaxWait: 60 * time.Second, MaxRateLimitWait: 5 * time.Minute}, nil
+}
+
+// maxAnswer bounds what is read of one answer of GitHub's.
+const maxAnswer = 8 << 20
+
+// bearer sends each request with Authorization: Bearer token() and reads
+// at most maxAnswer bytes of the answer.
+type bearer struct {
+	base  http.RoundTripper // nil: http.DefaultTransport
+	token func() (string, error)
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	tok, err := b.token()
+	if err != nil {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, err
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+tok)
+	base := b.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(r)
+	if err == nil {
+		resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxAnswer}
+	}
+	return resp, err
+}
+
+// cappedBody fails a read once maxAnswer bytes are read.
+type cappedBody struct {
+	io.ReadCloser
+	left int
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("GitHub's answer is longer than %d MiB", maxAnswer>>20)
+	}
+	n, err := b.ReadCloser.Read(p[:min(len(p), b.left)])
+	b.left -= n
+	return n, err
 }
 
 // RunnerURL is the URL config.sh and the runner use for the scope.
@@ -358,50 +335,38 @@ func (c *Client) call(ctx context.Context, op string, f func() (*gh.Response, er
 	})
 }
 
+// callFor runs call with f and returns f's value and answer.
+func callFor[T any](ctx context.Context, c *Client, op string, f func() (T, *gh.Response, error)) (T, *gh.Response, error) {
+	var v T
+	var resp *gh.Response
+	err := c.call(ctx, op, func() (*gh.Response, error) {
+		var err error
+		v, resp, err = f()
+		return resp, err
+	})
+	return v, resp, err
+}
+
 // RunnerGroupID resolves a runner group name to its id. An empty name or
 // "Default" is group 1. Repositories have no runner groups.
 func (c *Client) RunnerGroupID(ctx context.Context, name string) (int64, error) {
 	if name == "" || strings.EqualFold(name, "Default") {
 		return 1, nil
 	}
+	if c.api.groups == nil {
+		return 0, fmt.Errorf("runner_group %s: repository runners have no runner groups; leave it empty", secret.Preview(name))
+	}
 	opts := gh.ListOptions{PerPage: 100}
 	for {
-		var names []string
-		var ids []int64
-		var resp *gh.Response
-		switch c.scope.Kind {
-		case Repo:
-			return 0, fmt.Errorf("runner_group %s: repository runners have no runner groups; leave it empty", secret.Preview(name))
-		case Org:
-			var groups *gh.RunnerGroups
-			err := c.call(ctx, "list runner groups", func() (*gh.Response, error) {
-				var err error
-				groups, resp, err = c.gh.Actions.ListOrganizationRunnerGroups(ctx, c.scope.Owner, &gh.ListOrgRunnerGroupOptions{ListOptions: opts})
-				return resp, err
-			})
-			if err != nil {
-				return 0, err
-			}
-			for _, g := range groups.RunnerGroups {
-				names, ids = append(names, g.GetName()), append(ids, g.GetID())
-			}
-		case Enterprise:
-			var groups *gh.EnterpriseRunnerGroups
-			err := c.call(ctx, "list runner groups", func() (*gh.Response, error) {
-				var err error
-				groups, resp, err = c.gh.Enterprise.ListRunnerGroups(ctx, c.scope.Owner, &gh.ListEnterpriseRunnerGroupOptions{ListOptions: opts})
-				return resp, err
-			})
-			if err != nil {
-				return 0, err
-			}
-			for _, g := range groups.RunnerGroups {
-				names, ids = append(names, g.GetName()), append(ids, g.GetID())
-			}
+		groups, resp, err := callFor(ctx, c, "list runner groups", func() ([]runnerGroup, *gh.Response, error) {
+			return c.api.groups(ctx, c.scope.Owner, opts)
+		})
+		if err != nil {
+			return 0, err
 		}
-		for i, n := range names {
-			if n == name {
-				return ids[i], nil
+		for _, g := range groups {
+			if g.name == name {
+				return g.id, nil
 			}
 		}
 		if resp == nil || resp.NextPage == 0 {
@@ -415,22 +380,12 @@ func (c *Client) RunnerGroupID(ctx context.Context, name string) (int64, error) 
 // encoded configuration (a secret: whoever holds it receives the job).
 func (c *Client) JITConfig(ctx context.Context, name string, groupID int64, labels []string, workFolder string) (int64, secret.Value, error) {
 	req := &gh.GenerateJITConfigRequest{Name: name, RunnerGroupID: groupID, Labels: labels, WorkFolder: &workFolder}
-	var cfg *gh.JITRunnerConfig
-	err := c.call(ctx, "create JIT runner config", func() (*gh.Response, error) {
-		var resp *gh.Response
-		var err error
-		switch c.scope.Kind {
-		case Repo:
-			cfg, resp, err = c.gh.Actions.GenerateRepoJITConfig(ctx, c.scope.Owner, c.scope.Repo, req)
-		case Enterprise:
-			cfg, resp, err = c.gh.Enterprise.GenerateEnterpriseJITConfig(ctx, c.scope.Owner, req)
-		default:
-			cfg, resp, err = c.gh.Actions.GenerateOrgJITConfig(ctx, c.scope.Owner, req)
-		}
+	cfg, _, err := callFor(ctx, c, "create JIT runner config", func() (*gh.JITRunnerConfig, *gh.Response, error) {
+		cfg, resp, err := c.api.jit(ctx, c.scope.Owner, req)
 		if resp != nil && resp.StatusCode == http.StatusConflict {
-			return resp, fmt.Errorf("a runner named %q already exists", name)
+			return cfg, resp, fmt.Errorf("a runner named %q already exists", name)
 		}
-		return resp, err
+		return cfg, resp, err
 	})
 	if err != nil {
 		return 0, secret.Value{}, err
@@ -443,19 +398,8 @@ func (c *Client) JITConfig(ctx context.Context, name string, groupID int64, labe
 
 // RegistrationToken returns a token for config.sh (valid one hour).
 func (c *Client) RegistrationToken(ctx context.Context) (secret.Value, error) {
-	var tok *gh.RegistrationToken
-	err := c.call(ctx, "create registration token", func() (*gh.Response, error) {
-		var resp *gh.Response
-		var err error
-		switch c.scope.Kind {
-		case Repo:
-			tok, resp, err = c.gh.Actions.CreateRegistrationToken(ctx, c.scope.Owner, c.scope.Repo)
-		case Enterprise:
-			tok, resp, err = c.gh.Enterprise.CreateRegistrationToken(ctx, c.scope.Owner)
-		default:
-			tok, resp, err = c.gh.Actions.CreateOrganizationRegistrationToken(ctx, c.scope.Owner)
-		}
-		return resp, err
+	tok, _, err := callFor(ctx, c, "create registration token", func() (*gh.RegistrationToken, *gh.Response, error) {
+		return c.api.token(ctx, c.scope.Owner)
 	})
 	if err != nil {
 		return secret.Value{}, err
@@ -465,19 +409,8 @@ func (c *Client) RegistrationToken(ctx context.Context) (secret.Value, error) {
 
 // GetRunner returns the runner, or found=false when GitHub no longer has it.
 func (c *Client) GetRunner(ctx context.Context, id int64) (r Runner, found bool, err error) {
-	var gr *gh.Runner
-	err = c.call(ctx, "get runner", func() (*gh.Response, error) {
-		var resp *gh.Response
-		var err error
-		switch c.scope.Kind {
-		case Repo:
-			gr, resp, err = c.gh.Actions.GetRunner(ctx, c.scope.Owner, c.scope.Repo, id)
-		case Enterprise:
-			gr, resp, err = c.gh.Enterprise.GetRunner(ctx, c.scope.Owner, id)
-		default:
-			gr, resp, err = c.gh.Actions.GetOrganizationRunner(ctx, c.scope.Owner, id)
-		}
-		return resp, err
+	gr, _, err := callFor(ctx, c, "get runner", func() (*gh.Runner, *gh.Response, error) {
+		return c.api.get(ctx, c.scope.Owner, id)
 	})
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Status == 404 {
@@ -523,19 +456,8 @@ func (c *Client) RunnersPage(ctx context.Context, page int) ([]Runner, int, erro
 }
 
 func (c *Client) listRunners(ctx context.Context, opts *gh.ListRunnersOptions) ([]Runner, int, error) {
-	var rs *gh.Runners
-	var resp *gh.Response
-	err := c.call(ctx, "list runners", func() (*gh.Response, error) {
-		var err error
-		switch c.scope.Kind {
-		case Repo:
-			rs, resp, err = c.gh.Actions.ListRunners(ctx, c.scope.Owner, c.scope.Repo, opts)
-		case Enterprise:
-			rs, resp, err = c.gh.Enterprise.ListRunners(ctx, c.scope.Owner, opts)
-		default:
-			rs, resp, err = c.gh.Actions.ListOrganizationRunners(ctx, c.scope.Owner, opts)
-		}
-		return resp, err
+	rs, resp, err := callFor(ctx, c, "list runners", func() (*gh.Runners, *gh.Response, error) {
+		return c.api.list(ctx, c.scope.Owner, opts)
 	})
 	if err != nil {
 		return nil, 0, err
@@ -564,13 +486,7 @@ func (c *Client) DeleteRunner(ctx context.Context, id int64) error {
 	}}
 	err := retry.Do(ctx, p, func(int) error {
 		err := c.call(ctx, "delete runner", func() (*gh.Response, error) {
-			switch c.scope.Kind {
-			case Repo:
-				return c.gh.Actions.RemoveRunner(ctx, c.scope.Owner, c.scope.Repo, id)
-			case Enterprise:
-				return c.gh.Enterprise.RemoveRunner(ctx, c.scope.Owner, id)
-			}
-			return c.gh.Actions.RemoveOrganizationRunner(ctx, c.scope.Owner, id)
+			return c.api.remove(ctx, c.scope.Owner, id)
 		})
 		if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Status == 404 {
 			return nil

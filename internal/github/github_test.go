@@ -3,10 +3,7 @@ package github
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -183,10 +180,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 func TestInstallationTokenHTTPSOnly(t *testing.T) {
 	g := githubtest.New(testToken)
 	defer g.Close()
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	g.AppKey, g.AppID = &key.PublicKey, "4242"
-	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
-	app := App{ID: 4242, InstallationID: 77, PrivateKey: secret.New(pemKey)}
+	app := testApp(g)
 	if _, err := InstallationToken(context.Background(), Options{APIURL: g.URL}, app); err == nil || !strings.Contains(err.Error(), "https") {
 		t.Errorf("http: %v", err)
 	}
@@ -265,5 +259,89 @@ func TestGHEDataResidency(t *testing.T) {
 		if got := ServerURL(api); got != web {
 			t.Errorf("ServerURL(%s) = %s, want %s", api, got, web)
 		}
+	}
+}
+
+// Every operation goes to its scope's endpoint: each scope's adapter is
+// chosen once, in NewClient.
+func TestEachScopeCallsItsEndpoints(t *testing.T) {
+	g := githubtest.New(testToken)
+	defer g.Close()
+	for _, tc := range []struct {
+		scope  string
+		prefix string
+	}{
+		{"my-org", "/api/v3/orgs/my-org/actions/"},
+		{"my-org/my-repo", "/api/v3/repos/my-org/my-repo/actions/"},
+		{"enterprises/my-ent", "/api/v3/enterprises/my-ent/actions/"},
+	} {
+		scope, err := ParseScope(tc.scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewClient(scope, Options{APIURL: "https://ghes.test/api/v3/", Token: secret.New(testToken), HTTP: g.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		n := len(g.Requests())
+		id, jit, err := c.JITConfig(ctx, "r-"+scope.Owner+scope.Repo, 1, []string{"x"}, "_work")
+		if err != nil || jit.Empty() {
+			t.Fatalf("%s: JITConfig: %v", tc.scope, err)
+		}
+		if _, err := c.RegistrationToken(ctx); err != nil {
+			t.Errorf("%s: RegistrationToken: %v", tc.scope, err)
+		}
+		if r, found, err := c.GetRunner(ctx, id); err != nil || !found || r.ID != id {
+			t.Errorf("%s: GetRunner: %v %v %v", tc.scope, r, found, err)
+		}
+		if _, found, err := c.FindRunner(ctx, "r-"+scope.Owner+scope.Repo); err != nil || !found {
+			t.Errorf("%s: FindRunner: %v %v", tc.scope, found, err)
+		}
+		if err := c.DeleteRunner(ctx, id); err != nil {
+			t.Errorf("%s: DeleteRunner: %v", tc.scope, err)
+		}
+		if _, _, err := c.GetRunner(ctx, id); err != nil {
+			t.Errorf("%s: GetRunner after delete: %v", tc.scope, err)
+		}
+		for _, r := range g.Requests()[n:] {
+			if !strings.HasPrefix(r.Path, tc.prefix) {
+				t.Errorf("%s: %s %s, want it under %s", tc.scope, r.Method, r.Path, tc.prefix)
+			}
+		}
+		_, err = c.RunnerGroupID(ctx, "builders")
+		if scope.Kind == Repo && (err == nil || !strings.Contains(err.Error(), "no runner groups") || len(g.Requests()) != n+6) {
+			t.Errorf("repository runner group: %v, want a refusal without a request", err)
+		}
+	}
+}
+
+type endless byte
+
+func (e endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(e)
+	}
+	return len(p), nil
+}
+
+// An answer that never ends is read up to a bound, then fails.
+func TestEndlessAnswerBounded(t *testing.T) {
+	hc := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 201, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(endless(' ')), Request: r}, nil
+	})}
+	c, err := NewClient(Scope{Kind: Org, Owner: "my-org"}, Options{Token: secret.New(testToken), HTTP: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.RegistrationToken(context.Background()); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("an endless answer was accepted")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still reading an endless answer after 30 s")
 	}
 }

@@ -22,7 +22,7 @@ import (
 // X-RateLimit-Remaining is 0, else (a secondary limit that says neither)
 // at least a minute, doubling with each one the call meets, as GitHub
 // documents. Waits are logged; none runs past ctx's deadline or
-// MaxRateLimitWait. Everything else fails at once.
+// the client's MaxRateLimitWait. Everything else fails at once.
 
 // policyOptions are the knobs of one call's policy.
 type policyOptions struct {
@@ -30,6 +30,7 @@ type policyOptions struct {
 	attempts        int
 	backoff, max    time.Duration
 	failOnRateLimit bool
+	maxRateLimit    time.Duration // the longest rate-limit wait
 	log             *slog.Logger
 	// refused is the error for an answer that is not retried.
 	refused func(status int, err error) error
@@ -90,8 +91,8 @@ func (o policyOptions) classify(st *attemptState) retry.Verdict {
 		switch {
 		case o.failOnRateLimit:
 			return retry.Verdict{Err: &APIError{Op: o.op, Status: st.status, Err: fmt.Errorf("rate limited, not waiting: %w", st.err)}}
-		case wait > MaxRateLimitWait:
-			return retry.Verdict{Err: &APIError{Op: o.op, Status: st.status, Err: fmt.Errorf("GitHub's rate limit asks to wait %v, longer than %v: %w", wait.Round(time.Second), MaxRateLimitWait, st.err),
+		case wait > o.maxRateLimit:
+			return retry.Verdict{Err: &APIError{Op: o.op, Status: st.status, Err: fmt.Errorf("GitHub's rate limit asks to wait %v, longer than %v: %w", wait.Round(time.Second), o.maxRateLimit, st.err),
 				Hint: "use a GitHub App or another token for this endpoint"}}
 		}
 		st.rateLimited = true
@@ -193,18 +194,9 @@ func (o policyOptions) final(ctx context.Context, st *attemptState, err error) e
 
 // policy is the client's policy for op.
 func (c *Client) policy(op string) policyOptions {
-	return policyOptions{op: op, attempts: c.Attempts, backoff: c.Backoff, max: c.MaxWait, failOnRateLimit: c.FailOnRateLimit, log: c.log,
-		refused: func(status int, err error) error {
-			switch status {
-			case 401:
-				return &APIError{Op: op, Status: status, Err: errors.New("bad credentials: the PAT is invalid or expired"), Hint: c.scope.MissingPermission()}
-			case 403:
-				return &APIError{Op: op, Status: status, Err: errors.New("forbidden"), Hint: c.scope.MissingPermission()}
-			case 404:
-				return &APIError{Op: op, Status: status, Err: fmt.Errorf("%s %s not found, or the credential cannot see it", c.scope.Kind, c.scope), Hint: c.scope.MissingPermission()}
-			}
-			return &APIError{Op: op, Status: status, Err: err}
-		}}
+	return policyOptions{op: op, attempts: c.Attempts, backoff: c.Backoff, max: c.MaxWait, failOnRateLimit: c.FailOnRateLimit,
+		maxRateLimit: c.MaxRateLimitWait, log: c.log,
+		refused: func(status int, err error) error { return c.refuse(op, status, err) }}
 }
 
 // runnerBusy reports whether err is DELETE's 422 for a runner still

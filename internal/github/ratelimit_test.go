@@ -2,17 +2,13 @@ package github
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
+	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
-	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
 // A secondary rate limit that sends neither Retry-After nor a reset, as a
@@ -94,10 +90,7 @@ func TestDelete422RetriedOnlyWhenBusy(t *testing.T) {
 func TestInstallationTokenRetried(t *testing.T) {
 	g := githubtest.New(testToken)
 	defer g.Close()
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	g.AppKey, g.AppID = &key.PublicKey, "4242"
-	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
-	app := App{ID: 4242, InstallationID: 77, PrivateKey: secret.New(pemKey)}
+	app := testApp(g)
 	synctest.Test(t, func(t *testing.T) {
 		g.Fail(githubtest.Fault{Match: "access_tokens", Status: 502}, githubtest.Fault{Match: "access_tokens", RateLimit: true, Status: 429, Reset: 20 * time.Second})
 		start := time.Now()
@@ -113,6 +106,58 @@ func TestInstallationTokenRetried(t *testing.T) {
 		n := len(g.Requests())
 		if _, err := InstallationToken(context.Background(), Options{APIURL: "https://ghes.test", HTTP: g.Client()}, app); err == nil || len(g.Requests()) != n+1 {
 			t.Errorf("404: %v after %d requests, want one", err, len(g.Requests())-n)
+		}
+	})
+}
+
+// Minting an installation token goes through the client's error
+// handling: a refusal is an *APIError with GitHub's status, not retried
+// and not uncertain, like any other call's.
+func TestInstallationTokenErrorsAreAPIErrors(t *testing.T) {
+	g := githubtest.New(testToken)
+	defer g.Close()
+	app := testApp(g)
+	o := Options{APIURL: "https://ghes.test", HTTP: g.Client()}
+	for _, tc := range []struct {
+		status int
+		want   string
+	}{
+		{401, "the app id or private key was rejected"},
+		{403, "GitHub App token"},
+		{404, "installation 77 not found for app 4242"},
+		{422, "GitHub App token"},
+	} {
+		g.Fail(githubtest.Fault{Match: "access_tokens", Status: tc.status})
+		n := len(g.Requests())
+		_, err := InstallationToken(context.Background(), o, app)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(err.Error(), tc.want) || Uncertain(err) || len(g.Requests()) != n+1 {
+			t.Errorf("%d: %v (%T), want an *APIError with the status saying %q, one request", tc.status, err, err, tc.want)
+		}
+	}
+}
+
+// MaxRateLimitWait is the client's: a client that may wait 10 s fails at
+// once on a 40 s rate limit, while another client waits it out.
+func TestMaxRateLimitWaitIsTheClients(t *testing.T) {
+	g := githubtest.New(testToken)
+	defer g.Close()
+	synctest.Test(t, func(t *testing.T) {
+		short, _ := fakeClient(t, g)
+		long, _ := fakeClient(t, g)
+		short.MaxRateLimitWait = 10 * time.Second
+		if long.MaxRateLimitWait != 5*time.Minute {
+			t.Errorf("default MaxRateLimitWait %v, want 5m", long.MaxRateLimitWait)
+		}
+		g.Fail(githubtest.Fault{Match: "generate-jitconfig", RateLimit: true, Reset: 40 * time.Second})
+		start := time.Now()
+		_, _, err := short.JITConfig(context.Background(), "r1", 1, []string{"x"}, "_work")
+		if err == nil || !strings.Contains(err.Error(), "longer than 10s") || time.Since(start) > 0 {
+			t.Errorf("after %v: %v; want a refusal to wait, at once", time.Since(start), err)
+		}
+		g.Fail(githubtest.Fault{Match: "generate-jitconfig", RateLimit: true, Reset: 40 * time.Second})
+		if _, _, err := long.JITConfig(context.Background(), "r1", 1, []string{"x"}, "_work"); err != nil || time.Since(start) < 40*time.Second {
+			t.Errorf("after %v: %v; want the reset waited for", time.Since(start), err)
 		}
 	})
 }
