@@ -1,5 +1,6 @@
-// Package build runs the builds of a matrix: a Builder (BuildKit, Kaniko, or
-// a fake in tests) builds each variant, Run caps how many run at once, and
+// Package build runs the builds of a matrix: a Backend (BuildKit, Kaniko, or
+// a fake in tests) states its Capabilities and opens a Builder that builds
+// each variant to its Output (output.go), Run caps how many run at once, and
 // tags are published only after every variant built, so a failed matrix
 // never moves a tag such as latest-gpu.
 package build
@@ -30,17 +31,6 @@ type Request struct {
 	// Secrets are build secrets by id, for RUN --mount=type=secret (BuildKit
 	// only): never build arguments, so never in the image or its history.
 	Secrets map[string][]byte
-}
-
-// Output says where the image goes.
-type Output struct {
-	// Push sends the image to Variant.Image.
-	Push bool
-	// ByDigest pushes without tags (the tags come later, from Run); with
-	// Push and !ByDigest the builder pushes every tag itself.
-	ByDigest bool
-	// OCIDir, when not pushing, receives the image as an OCI layout.
-	OCIDir string
 }
 
 // Cache lists the caches to import from and export to, already expanded
@@ -74,6 +64,45 @@ type Result struct {
 // Builder builds one variant.
 type Builder interface {
 	Build(ctx context.Context, req *Request) (*Result, error)
+	// Capabilities say what the backend can do and needs; Run honours
+	// them.
+	Capabilities() Capabilities
+}
+
+// Capabilities are what a backend can do and what it needs, known before
+// it is opened (a dry run checks the flags against them).
+type Capabilities struct {
+	// Name names the backend in messages: BuildKit, Kaniko.
+	Name string
+	// MaxJobs caps concurrent builds whatever Options.Jobs says; 0 means
+	// no cap (Kaniko: 1, it owns the root file system).
+	MaxJobs int
+	// Secrets says whether the backend passes build secrets
+	// (Request.Secrets); Run refuses them otherwise.
+	Secrets bool
+	// ContextDir, when set, is the only folder the backend reads the build
+	// context from (Kaniko: inside its own folder, which survives its
+	// wiping of the file system); empty means any folder.
+	ContextDir string
+}
+
+// Backend is a build backend before it is opened.
+type Backend interface {
+	Capabilities() Capabilities
+	// Open connects to or prepares the backend.
+	Open(ctx context.Context) (Session, error)
+}
+
+// Session is an opened backend.
+type Session interface {
+	Builder
+	// Registry is the client that publishes beside the builder (tags after
+	// an atomic run): its credentials are the ones the builder uses.
+	Registry() *registry.Client
+	// String says what builds, for people ("through unix://...").
+	String() string
+	// Close ends the session (and its progress display).
+	Close() error
 }
 
 // Tagger writes the tags of images already pushed by digest
@@ -89,7 +118,8 @@ type Tagger interface {
 
 // Options control Run.
 type Options struct {
-	// Jobs caps concurrent builds; 0 or less means one per variant.
+	// Jobs caps concurrent builds; 0 or less means one per variant. The
+	// builder's MaxJobs caps it further.
 	Jobs int
 	// Tagger writes tags after every build succeeded (atomic mode); every
 	// repository is checked writable before the builds start. Nil means
@@ -134,6 +164,13 @@ func (e *MatrixError) Error() string {
 // tag moves. Results come back sorted by variant name, with the successful
 // ones even on failure.
 func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Result, error) {
+	caps := b.Capabilities()
+	if err := check(caps, reqs); err != nil {
+		return nil, err
+	}
+	if caps.MaxJobs > 0 && (opts.Jobs <= 0 || opts.Jobs > caps.MaxJobs) {
+		opts.Jobs = caps.MaxJobs
+	}
 	if opts.Tagger != nil {
 		if err := opts.Tagger.CheckWritable(ctx, targetRefs(reqs)); err != nil {
 			return nil, fmt.Errorf("before building: %w", err)
@@ -147,6 +184,20 @@ func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Resu
 		return results, nil
 	}
 	return results, tagAll(ctx, opts.Tagger, results)
+}
+
+// check refuses, before anything is built, a request without an output or
+// with secrets the backend cannot pass.
+func check(caps Capabilities, reqs []*Request) error {
+	for _, r := range reqs {
+		if r.Output.Kind() == 0 {
+			return fmt.Errorf("variant %s has no output", r.Variant.Name)
+		}
+		if len(r.Secrets) > 0 && !caps.Secrets {
+			return fmt.Errorf("variant %s: %s has no build secrets", r.Variant.Name, caps.Name)
+		}
+	}
+	return nil
 }
 
 // targetRefs lists every repository a run writes to: images and tags.
@@ -227,7 +278,8 @@ func buildOne(ctx context.Context, b Builder, req *Request) (res *Result, err er
 			res.Platforms = req.Variant.Platforms
 		}
 		res.Tags = req.Variant.Tags
-		res.Tagged = req.Output.Push && !req.Output.ByDigest
+		res.Tagged = req.Output.Kind() == PushTagsKind
+		res.OCIDir = req.Output.Dir()
 	}
 	if err != nil {
 		return nil, err

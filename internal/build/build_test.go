@@ -38,6 +38,18 @@ type fakeBuilder struct {
 	// started and finished, when set, are called as each build starts and
 	// ends.
 	started, finished func()
+	caps              Capabilities
+}
+
+func (f *fakeBuilder) Capabilities() Capabilities { return f.caps }
+
+// layout is an OCI layout output for tests.
+func layout(t *testing.T) Output {
+	o, err := OCILayout(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 func (f *fakeBuilder) Build(ctx context.Context, req *Request) (*Result, error) {
@@ -69,7 +81,7 @@ func (f *fakeBuilder) Build(ctx context.Context, req *Request) (*Result, error) 
 		return nil, err
 	}
 	d, _ := img.Digest()
-	if req.Output.Push {
+	if req.Output.Pushes() {
 		repo, err := name.NewRepository(req.Variant.Image)
 		if err != nil {
 			return nil, err
@@ -93,7 +105,7 @@ func requests(image string, names ...string) []*Request {
 	for _, n := range names {
 		out = append(out, &Request{
 			Variant: &variants.Variant{Name: n, Image: image, Tags: []string{image + ":dev-" + n, image + ":latest-" + n}},
-			Output:  Output{Push: true, ByDigest: true},
+			Output:  PushByDigest(),
 		})
 	}
 	return out
@@ -105,7 +117,7 @@ func TestJobLimit(t *testing.T) {
 			fb := &fakeBuilder{delay: 30 * time.Millisecond}
 			reqs := requests("example.invalid/x", "a", "b", "c", "d", "e")
 			for _, r := range reqs {
-				r.Output = Output{}
+				r.Output = layout(t)
 			}
 			res, err := Run(context.Background(), fb, reqs, Options{Jobs: jobs})
 			if err != nil {
@@ -210,7 +222,7 @@ func TestTaggingFailureIsReported(t *testing.T) {
 	host := newRegistry(t)
 	image := host + "/runpod/worker"
 	reqs := requests(image, "cpu")
-	reqs[0].Output.Push = false // nothing pushed: the tagger cannot find the digest
+	reqs[0].Output = layout(t) // nothing pushed: the tagger cannot find the digest
 	_, err := Run(context.Background(), &fakeBuilder{}, reqs, Options{Tagger: &registry.Client{Timeout: 5 * time.Second}})
 	var me *MatrixError
 	if !errors.As(err, &me) || !me.Tagging || !strings.Contains(err.Error(), "tagging failed") {
@@ -570,6 +582,7 @@ func TestCancelDuringTaggingPutsBack(t *testing.T) {
 type panickyBuilder struct{}
 
 func (panickyBuilder) Build(context.Context, *Request) (*Result, error) { panic("nil map") }
+func (panickyBuilder) Capabilities() Capabilities                       { return Capabilities{} }
 
 // A panic in one build fails that variant (a goroutine's panic would kill
 // the process with exit 2, like a usage error).

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/moby/buildkit/util/progress/progresswriter"
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
@@ -94,6 +93,12 @@ which never enters the image or its history. Kaniko has no build secrets:
 			return runBuild(cmd, mf, bf, args)
 		},
 	}
+	bf.register(cmd)
+	return cmd
+}
+
+// register declares the build command's flags.
+func (bf *buildFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&bf.addr, "addr", "", "BuildKit address (default: $BUILDKIT_HOST, the Docker Engine's BuildKit, or "+buildkit.DefaultSocket+")")
 	f.StringVar(&bf.tls.ServerName, "tlsservername", "", "TLS server name for tcp:// addresses")
@@ -117,58 +122,84 @@ which never enters the image or its history. Kaniko has no build secrets:
 	f.StringArrayVar(&bf.kanikoArgs, "kaniko-arg", nil, "with --builder kaniko: pass an argument to the executor, e.g. --kaniko-arg=--registry-map=index.docker.io=mirror.example; repeatable")
 	f.StringVar(&bf.kanikoDir, "kaniko-dir", kaniko.DefaultWorkDir, "with --builder kaniko: Kaniko's folder; Kaniko wipes everything else, so imagegen keeps its files here")
 	f.BoolVar(&bf.kanikoForce, "kaniko-force", false, "with --builder kaniko: run even outside a container made for Kaniko (it overwrites the root file system)")
-	return cmd
 }
 
 func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string) error {
-	ctx := cmd.Context()
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	cache, err := bf.validate()
-	if err != nil {
-		return err
-	}
-	m, err := mf.load(stderr)
-	if err != nil {
-		return err
-	}
-	vs, err := selectVariants(m, args)
-	if err != nil {
-		return err
-	}
-	if bf.metadataFile != "" {
-		if err := checkWritableFile(bf.metadataFile); err != nil {
-			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("--metadata-file %s cannot be written (checked before building): %w", bf.metadataFile, err)}
-		}
-	}
-	reqs, platforms, err := bf.requests(vs, cache)
-	if err != nil {
-		return &ExitError{Code: ExitFailure, Err: err}
-	}
-	bins, err := checkWorkerBins(bf.workerBins, platforms)
+	p, err := bf.plan(stderr, mf, args)
 	if err != nil {
 		return err
 	}
 	if bf.dryRun {
-		return printDryRun(stdout, reqs, bf)
+		return printDryRun(stdout, p.reqs)
 	}
-	results, runErr := bf.run(ctx, stderr, reqs, platforms, bins)
+	results, runErr := bf.run(cmd.Context(), stderr, p)
 	var me *build.MatrixError
 	if runErr != nil && !errors.As(runErr, &me) {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%w\nnothing was built", runErr)}
 	}
 	printSummary(stdout, results, runErr)
+	return bf.finish(results, runErr, tagsAfterAll(p.reqs))
+}
+
+// buildPlan is what a build run needs, checked before anything runs.
+type buildPlan struct {
+	reqs      []*build.Request
+	platforms []string          // the platforms the worker is needed for
+	bins      map[string]string // --worker-bin by platform; nil: compile
+}
+
+// plan checks the flags, loads and renders the variants, and checks the
+// files the run will write or read (a dry run checks them too).
+func (bf *buildFlags) plan(stderr io.Writer, mf *matrixFlags, args []string) (*buildPlan, error) {
+	cache, err := bf.validate()
+	if err != nil {
+		return nil, err
+	}
+	m, err := mf.load(stderr)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := selectVariants(m, args)
+	if err != nil {
+		return nil, err
+	}
+	if bf.metadataFile != "" {
+		if err := checkWritableFile(bf.metadataFile); err != nil {
+			return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("--metadata-file %s cannot be written (checked before building): %w", bf.metadataFile, err)}
+		}
+	}
+	p := &buildPlan{}
+	if p.reqs, p.platforms, err = bf.requests(vs, cache); err != nil {
+		return nil, &ExitError{Code: ExitFailure, Err: err}
+	}
+	if p.bins, err = checkWorkerBins(bf.workerBins, p.platforms); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// finish writes the metadata file and says how the run ended; a failed
+// atomic run says that no tag moved unless tagging itself failed.
+func (bf *buildFlags) finish(results []*build.Result, runErr error, atomic bool) error {
 	if bf.metadataFile != "" {
 		if err := writeMetadata(bf.metadataFile, results); err != nil {
 			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("write --metadata-file %s: %w", bf.metadataFile, err)}
 		}
 	}
-	if runErr != nil {
-		if !me.Tagging && bf.push && !bf.noAtomic {
-			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%v\nno tag was written", runErr)}
-		}
-		return &ExitError{Code: ExitFailure, Err: runErr}
+	var me *build.MatrixError
+	switch {
+	case runErr == nil:
+		return nil
+	case errors.As(runErr, &me) && !me.Tagging && atomic:
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%v\nno tag was written", runErr)}
 	}
-	return nil
+	return &ExitError{Code: ExitFailure, Err: runErr}
+}
+
+// tagsAfterAll says whether Run writes the tags once every variant built.
+func tagsAfterAll(reqs []*build.Request) bool {
+	return slices.ContainsFunc(reqs, func(r *build.Request) bool { return r.Output.Kind() == build.PushByDigestKind })
 }
 
 // cacheFlags are --cache-from and --cache-to, parsed once.
@@ -176,8 +207,8 @@ type cacheFlags struct{ from, to []build.CacheSpec }
 
 // validate checks the flags alone (usage errors) and parses the caches.
 func (bf *buildFlags) validate() (*cacheFlags, error) {
-	if bf.builder != "buildkit" && bf.builder != "kaniko" {
-		return nil, usageError("--builder must be buildkit or kaniko, not %q", clip(bf.builder))
+	if backends[bf.builder] == nil {
+		return nil, usageError("--builder must be %s, not %q", strings.Join(slices.Sorted(maps.Keys(backends)), " or "), clip(bf.builder))
 	}
 	switch bf.progress {
 	case "auto", "tty", "plain", "rawjson", "quiet":
@@ -190,8 +221,8 @@ func (bf *buildFlags) validate() (*cacheFlags, error) {
 	if bf.jobs < 0 {
 		return nil, usageError("--jobs must be 0 (all at once) or more, not %d", bf.jobs)
 	}
-	if bf.runnerNetrc != "" && bf.builder == "kaniko" {
-		return nil, usageError("--runner-netrc is not supported with --builder kaniko: Kaniko has no build secrets; build with BuildKit, or use a runner mirror that needs no credentials")
+	if caps := bf.backend(io.Discard).Capabilities(); bf.runnerNetrc != "" && !caps.Secrets {
+		return nil, usageError("--runner-netrc is not supported with --builder %s: %s has no build secrets; build with BuildKit, or use a runner mirror that needs no credentials", bf.builder, caps.Name)
 	}
 	var c cacheFlags
 	var err error
@@ -240,10 +271,6 @@ func ordinal(n int) string {
 // requests renders every variant and expands its caches; it also returns
 // the platforms the worker is needed for.
 func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) ([]*build.Request, []string, error) {
-	outDir, err := filepath.Abs(bf.outDir)
-	if err != nil {
-		return nil, nil, err
-	}
 	secrets, err := bf.secrets()
 	if err != nil {
 		return nil, nil, err
@@ -258,11 +285,9 @@ func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) ([]*bu
 		for _, p := range v.Platforms {
 			platforms[p] = true
 		}
-		req := &build.Request{
-			Variant:    v,
-			Dockerfile: plan.Dockerfile,
-			Output:     build.Output{Push: bf.push, ByDigest: bf.push && !bf.noAtomic},
-			Secrets:    secrets,
+		req := &build.Request{Variant: v, Dockerfile: plan.Dockerfile, Secrets: secrets}
+		if req.Output, err = bf.output(v.Name); err != nil {
+			return nil, nil, err
 		}
 		if req.Cache.From, err = expandCache("cache-from", cache.from, v); err != nil {
 			return nil, nil, err
@@ -270,12 +295,25 @@ func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) ([]*bu
 		if req.Cache.To, err = expandCache("cache-to", cache.to, v); err != nil {
 			return nil, nil, err
 		}
-		if !bf.push {
-			req.Output.OCIDir = filepath.Join(outDir, v.Name)
-		}
 		reqs = append(reqs, req)
 	}
 	return reqs, slices.Sorted(maps.Keys(platforms)), nil
+}
+
+// output is where a variant's image goes: the one place --push,
+// --no-atomic and --output are read together.
+func (bf *buildFlags) output(variant string) (build.Output, error) {
+	switch {
+	case bf.push && bf.noAtomic:
+		return build.PushTags(), nil
+	case bf.push:
+		return build.PushByDigest(), nil
+	}
+	dir, err := filepath.Abs(filepath.Join(bf.outDir, variant))
+	if err != nil {
+		return build.Output{}, err
+	}
+	return build.OCILayout(dir)
 }
 
 // expandCache fills {image} and {variant} into each spec's reference.
@@ -323,74 +361,61 @@ func readSecretFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// run builds the requests with the chosen builder. An error other than a
-// *build.MatrixError means nothing was built.
-func (bf *buildFlags) run(ctx context.Context, stderr io.Writer, reqs []*build.Request, platforms []string, bins map[string]string) ([]*build.Result, error) {
-	var kb *kaniko.Builder
-	if bf.builder == "kaniko" {
-		var out io.Writer = stderr
+// backends are the --builder values, each made from the flags; stderr
+// receives a backend's own output.
+var backends = map[string]func(bf *buildFlags, stderr io.Writer) build.Backend{
+	"buildkit": func(bf *buildFlags, _ io.Writer) build.Backend {
+		return buildkit.Options{Addr: bf.addr, TLS: bf.tls, Progress: bf.progress}
+	},
+	"kaniko": func(bf *buildFlags, stderr io.Writer) build.Backend {
 		if bf.progress == "quiet" {
-			out = io.Discard
+			stderr = io.Discard
 		}
-		var err error
-		kb, err = kaniko.New(kaniko.Options{Executor: bf.kanikoExec, Force: bf.kanikoForce, ExtraArgs: bf.kanikoArgs, WorkDir: bf.kanikoDir, Output: out})
-		if err != nil {
-			return nil, err
-		}
-	}
-	// The worker binaries: the only build context files.
-	ctxDir, err := filepath.Abs(filepath.Join(bf.outDir, "..", "context"))
+		return kaniko.Options{Executor: bf.kanikoExec, Force: bf.kanikoForce, ExtraArgs: bf.kanikoArgs, WorkDir: bf.kanikoDir, Output: stderr}
+	},
+}
+
+// backend is the --builder's backend (validate checked the name).
+func (bf *buildFlags) backend(stderr io.Writer) build.Backend {
+	return backends[bf.builder](bf, stderr)
+}
+
+// run opens the backend, puts the worker binaries into the build context
+// it reads, and builds; with outputs pushed by digest, the backend's
+// registry client writes the tags after all. An error other than a
+// *build.MatrixError means nothing was built.
+func (bf *buildFlags) run(ctx context.Context, stderr io.Writer, p *buildPlan) ([]*build.Result, error) {
+	backend := bf.backend(stderr)
+	ctxDir, err := bf.contextDir(backend.Capabilities())
 	if err != nil {
 		return nil, err
 	}
-	if kb != nil {
-		ctxDir = kb.ContextDir()
-	}
-	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+	s, err := backend.Open(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if err := prepareWorker(ctx, stderr, bf, ctxDir, platforms, bins); err != nil {
+	defer s.Close()
+	if err := prepareWorker(ctx, stderr, bf, ctxDir, p.platforms, p.bins); err != nil {
 		return nil, err
 	}
-	for _, r := range reqs {
+	for _, r := range p.reqs {
 		r.ContextDir = ctxDir
 	}
 	opts := build.Options{Jobs: bf.jobs}
-	if bf.push && !bf.noAtomic {
-		rc := &registry.Client{}
-		if kb != nil {
-			rc.Keychain = kb.Keychain() // Kaniko wipes the original config
-		}
-		opts.Tagger = rc
+	if tagsAfterAll(p.reqs) {
+		opts.Tagger = s.Registry()
 	}
-	if kb != nil {
-		opts.Jobs = 1
-		fmt.Fprintf(stderr, "imagegen: building %d variant(s) with Kaniko, one at a time (it owns the root file system; --cleanup after each)\n", len(reqs))
-		return build.Run(ctx, kb, reqs, opts)
-	}
-	return bf.runBuildKit(ctx, stderr, reqs, opts)
+	fmt.Fprintf(stderr, "imagegen: building %d variant(s) %s\n", len(p.reqs), s)
+	return build.Run(ctx, s, p.reqs, opts)
 }
 
-func (bf *buildFlags) runBuildKit(ctx context.Context, stderr io.Writer, reqs []*build.Request, opts build.Options) ([]*build.Result, error) {
-	var pw progresswriter.Writer
-	var err error
-	if bf.progress != "quiet" {
-		pw, err = progresswriter.NewPrinter(context.WithoutCancel(ctx), os.Stderr, bf.progress)
-		if err != nil {
-			return nil, err
-		}
+// contextDir is the build context's folder (the worker binaries are its
+// only files): the backend's own when it has one, else beside --output.
+func (bf *buildFlags) contextDir(caps build.Capabilities) (string, error) {
+	if caps.ContextDir != "" {
+		return caps.ContextDir, nil
 	}
-	b, err := buildkit.New(ctx, buildkit.Options{Addr: bf.addr, TLS: bf.tls, Progress: pw})
-	if err != nil {
-		return nil, err
-	}
-	defer b.Close()
-	fmt.Fprintf(stderr, "imagegen: building %d variant(s) through %s\n", len(reqs), b.Addr())
-	results, err := build.Run(ctx, b, reqs, opts)
-	if pw != nil && b.Started() > 0 {
-		<-pw.Done()
-	}
-	return results, err
+	return filepath.Abs(filepath.Join(bf.outDir, "..", "context"))
 }
 
 // checkWritableFile makes sure a file can be written where path says, the
@@ -490,6 +515,9 @@ func checkWorkerBins(values []string, platforms []string) (map[string]string, er
 // --worker-bin files (checked again on the handle copied from), or
 // cmd/worker compiled.
 func prepareWorker(ctx context.Context, stderr io.Writer, bf *buildFlags, dir string, platforms []string, bins map[string]string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	if bins != nil {
 		return workerbin.Copy(dir, bins)
 	}
@@ -513,18 +541,11 @@ func gitVersion(dir string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func printDryRun(w io.Writer, reqs []*build.Request, bf *buildFlags) error {
+func printDryRun(w io.Writer, reqs []*build.Request) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIANT\tPLATFORMS\tOUTPUT\tTAGS")
 	for _, r := range reqs {
-		out := r.Output.OCIDir
-		switch {
-		case bf.push && bf.noAtomic:
-			out = "push (tags at once)"
-		case bf.push:
-			out = "push by digest, tags after all"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Variant.Name, strings.Join(r.Variant.Platforms, ","), out, strings.Join(r.Variant.Tags, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Variant.Name, strings.Join(r.Variant.Platforms, ","), r.Output, strings.Join(r.Variant.Tags, " "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -41,6 +41,8 @@ func init() {
 // --push in atomic mode.
 type pushBuilder struct{}
 
+func (pushBuilder) Capabilities() build.Capabilities { return build.Capabilities{Name: "push"} }
+
 func (pushBuilder) Build(ctx context.Context, req *build.Request) (*build.Result, error) {
 	img, err := random.Image(64, 1)
 	if err != nil {
@@ -62,7 +64,7 @@ func signalRequests(image string) []*build.Request {
 	for _, n := range []string{"cpu", "gpu"} {
 		reqs = append(reqs, &build.Request{
 			Variant: &variants.Variant{Name: n, Image: image, Tags: []string{image + ":dev-" + n, image + ":latest-" + n}},
-			Output:  build.Output{Push: true, ByDigest: true},
+			Output:  build.PushByDigest(),
 		})
 	}
 	return reqs

@@ -53,16 +53,29 @@ type Options struct {
 	// DockerSocket is the Docker Engine's socket tried when there is no
 	// address; DefaultDockerSocket when empty.
 	DockerSocket string
-	// Progress receives the build display; nil disables it.
-	Progress progresswriter.Writer
+	// Progress is the build display's mode on stderr (auto, tty, plain,
+	// rawjson); empty or quiet shows none. The display starts with the
+	// first build, so nothing printed before is drawn over.
+	Progress string
 }
+
+// Capabilities: any number of builds at once, build secrets, the build
+// context read from any folder.
+func (o Options) Capabilities() build.Capabilities {
+	return build.Capabilities{Name: "BuildKit", Secrets: true}
+}
+
+// Open is New: Options is a build.Backend.
+func (o Options) Open(ctx context.Context) (build.Session, error) { return New(ctx, o) }
 
 // Builder is a build.Builder backed by one BuildKit client.
 type Builder struct {
-	c     *client.Client
-	addr  string
-	multi *progresswriter.MultiWriter
-	mu    sync.Mutex
+	c        *client.Client
+	addr     string
+	progress string // the display's mode; "" for none
+	pw       progresswriter.Writer
+	multi    *progresswriter.MultiWriter
+	mu       sync.Mutex
 	// started counts builds that attached to the progress display, whose
 	// end the display waits for.
 	started int
@@ -102,8 +115,8 @@ func New(ctx context.Context, opts Options) (*Builder, error) {
 		return nil, notReachable(shown, err)
 	}
 	b := &Builder{c: c, addr: shown}
-	if opts.Progress != nil {
-		b.multi = progresswriter.NewMultiWriter(opts.Progress)
+	if opts.Progress != "quiet" {
+		b.progress = opts.Progress
 	}
 	return b, nil
 }
@@ -120,48 +133,100 @@ or set BUILDKIT_HOST (unix://, tcp://, docker-container://, kube-pod://, ssh://)
 // Addr is the address the builder is connected to.
 func (b *Builder) Addr() string { return b.addr }
 
-// Started is how many builds have attached to the progress display.
-func (b *Builder) Started() int {
+// Capabilities are the Options' (see Options.Capabilities).
+func (b *Builder) Capabilities() build.Capabilities { return Options{}.Capabilities() }
+
+// Registry is a client with the Docker config's credentials, the ones
+// BuildKit pushes with.
+func (b *Builder) Registry() *registry.Client { return &registry.Client{} }
+
+func (b *Builder) String() string { return "through " + b.addr }
+
+// Close waits for the progress display to end, then closes the client.
+func (b *Builder) Close() error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.started
+	pw, started := b.pw, b.started
+	b.mu.Unlock()
+	if pw != nil && started > 0 {
+		<-pw.Done()
+	}
+	return b.c.Close()
 }
 
-// Close closes the client and ends the progress display.
-func (b *Builder) Close() error { return b.c.Close() }
+// attach gives a build its prefixed stream of the progress display,
+// starting the display with the first build; nil when there is none.
+func (b *Builder) attach(ctx context.Context, variant string) (chan *client.SolveStatus, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.progress == "" {
+		return nil, nil
+	}
+	if b.multi == nil {
+		pw, err := progresswriter.NewPrinter(context.WithoutCancel(ctx), os.Stderr, b.progress)
+		if err != nil {
+			return nil, err
+		}
+		b.pw, b.multi = pw, progresswriter.NewMultiWriter(pw)
+	}
+	b.started++
+	return b.multi.WithPrefix(variant, true).Status(), nil
+}
 
 // Build builds one variant for all its platforms.
 func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result, error) {
-	v := req.Variant
 	dfDir, err := os.MkdirTemp("", "imagegen-dockerfile-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dfDir)
-	if err := os.WriteFile(filepath.Join(dfDir, "Dockerfile"), req.Dockerfile, 0o644); err != nil {
+	opt, err := mountedSolveOpt(req, dfDir)
+	if err != nil {
 		return nil, err
+	}
+	out, err := b.attach(ctx, req.Variant.Name)
+	if err != nil {
+		return nil, err
+	}
+	ch, counter, done := pump(out)
+	start := time.Now()
+	resp, err := b.c.Solve(ctx, nil, opt, ch)
+	<-done
+	if err != nil {
+		return nil, fmt.Errorf("%s", cleanError(err))
+	}
+	res := &build.Result{
+		Digest:   resp.ExporterResponse["containerimage.digest"],
+		Duration: time.Since(start),
+	}
+	res.Steps, res.CachedSteps = counter.counts()
+	if res.Digest == "" {
+		return nil, fmt.Errorf("BuildKit returned no image digest")
+	}
+	return res, nil
+}
+
+// mountedSolveOpt writes the Dockerfile into dfDir and gives the solve
+// request with the build context and that folder mounted.
+func mountedSolveOpt(req *build.Request, dfDir string) (client.SolveOpt, error) {
+	if err := os.WriteFile(filepath.Join(dfDir, "Dockerfile"), req.Dockerfile, 0o644); err != nil {
+		return client.SolveOpt{}, err
 	}
 	ctxFS, err := fsutil.NewFS(req.ContextDir)
 	if err != nil {
-		return nil, fmt.Errorf("build context %s: %w", req.ContextDir, err)
+		return client.SolveOpt{}, fmt.Errorf("build context %s: %w", req.ContextDir, err)
 	}
 	dfFS, err := fsutil.NewFS(dfDir)
 	if err != nil {
-		return nil, err
+		return client.SolveOpt{}, err
 	}
+	return solveOpt(req, ctxFS, dfFS), nil
+}
 
-	opt := solveOpt(req, ctxFS, dfFS)
-
-	counter := newStepCounter()
-	ch := make(chan *client.SolveStatus)
-	var out chan *client.SolveStatus
-	if b.multi != nil {
-		b.mu.Lock()
-		out = b.multi.WithPrefix(v.Name, true).Status()
-		b.started++
-		b.mu.Unlock()
-	}
-	done := make(chan struct{})
+// pump counts the steps of the statuses sent to ch and passes them on to
+// out (the progress display; nil for none), closing it and done at the
+// end.
+func pump(out chan *client.SolveStatus) (ch chan *client.SolveStatus, counter *stepCounter, done chan struct{}) {
+	ch, counter, done = make(chan *client.SolveStatus), newStepCounter(), make(chan struct{})
 	go func() {
 		defer close(done)
 		for st := range ch {
@@ -174,22 +239,7 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 			close(out)
 		}
 	}()
-	start := time.Now()
-	resp, err := b.c.Solve(ctx, nil, opt, ch)
-	<-done
-	if err != nil {
-		return nil, fmt.Errorf("%s", cleanError(err))
-	}
-	res := &build.Result{
-		Digest:   resp.ExporterResponse["containerimage.digest"],
-		Duration: time.Since(start),
-		OCIDir:   req.Output.OCIDir,
-	}
-	res.Steps, res.CachedSteps = counter.counts()
-	if res.Digest == "" {
-		return nil, fmt.Errorf("BuildKit returned no image digest")
-	}
-	return res, nil
+	return ch, counter, done
 }
 
 // solveOpt is the solve request for one variant: its export, caches
@@ -226,25 +276,24 @@ func solveOpt(req *build.Request, ctxFS, dfFS fsutil.FS) client.SolveOpt {
 func exportEntry(req *build.Request) client.ExportEntry {
 	v := req.Variant
 	export := client.ExportEntry{Attrs: map[string]string{}}
-	switch {
-	case req.Output.Push:
-		export.Type = client.ExporterImage
-		export.Attrs["push"] = "true"
-		export.Attrs["oci-mediatypes"] = "true"
-		if req.Output.ByDigest {
-			export.Attrs["name"] = v.Image
-			export.Attrs["push-by-digest"] = "true"
-		} else {
-			export.Attrs["name"] = strings.Join(v.Tags, ",")
-		}
-		if insecure(v.Image) {
-			export.Attrs["registry.insecure"] = "true"
-		}
-	default:
+	if req.Output.Kind() == build.OCILayoutKind {
 		export.Type = client.ExporterOCI
-		export.OutputDir = req.Output.OCIDir
+		export.OutputDir = req.Output.Dir()
 		export.Attrs["tar"] = "false"
 		export.Attrs["name"] = strings.Join(v.Tags, ",")
+		return export
+	}
+	export.Type = client.ExporterImage
+	export.Attrs["push"] = "true"
+	export.Attrs["oci-mediatypes"] = "true"
+	if req.Output.Kind() == build.PushByDigestKind {
+		export.Attrs["name"] = v.Image
+		export.Attrs["push-by-digest"] = "true"
+	} else {
+		export.Attrs["name"] = strings.Join(v.Tags, ",")
+	}
+	if insecure(v.Image) {
+		export.Attrs["registry.insecure"] = "true"
 	}
 	return export
 }

@@ -182,3 +182,39 @@ func TestDockerSocketIsAnOption(t *testing.T) {
 		t.Errorf("missing socket: err = %v", err)
 	}
 }
+
+// Each output kind is one export: an OCI layout folder, a push by digest
+// to the variant's repository, or a push of every tag.
+func TestExportEntry(t *testing.T) {
+	v := &variants.Variant{Name: "cpu", Image: "127.0.0.1:5000/runpod/w", Tags: []string{"127.0.0.1:5000/runpod/w:dev-cpu", "127.0.0.1:5000/runpod/w:latest-cpu"}}
+	oci, err := build.OCILayout("/out/oci/cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := map[string]string{"push": "true", "oci-mediatypes": "true", "registry.insecure": "true"}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, x := range m {
+			out[k] = x
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		out  build.Output
+		want client.ExportEntry
+	}{
+		{oci, client.ExportEntry{Type: client.ExporterOCI, OutputDir: "/out/oci/cpu", Attrs: map[string]string{"tar": "false", "name": strings.Join(v.Tags, ",")}}},
+		{build.PushByDigest(), client.ExportEntry{Type: client.ExporterImage, Attrs: with(push, "name", v.Image, "push-by-digest", "true")}},
+		{build.PushTags(), client.ExportEntry{Type: client.ExporterImage, Attrs: with(push, "name", strings.Join(v.Tags, ","))}},
+	} {
+		if got := exportEntry(&build.Request{Variant: v, Output: tc.out}); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%v: %+v, want %+v", tc.out, got, tc.want)
+		}
+	}
+	if c := (Options{}).Capabilities(); !c.Secrets || c.MaxJobs != 0 || c.ContextDir != "" {
+		t.Errorf("capabilities %+v", c)
+	}
+}

@@ -42,7 +42,7 @@ func TestNewLeavesTheEnvironmentAlone(t *testing.T) {
 
 	v := matrix(t).Find("cpu")
 	plan, _ := render.Variant(v)
-	b.Build(context.Background(), &build.Request{Variant: v, Dockerfile: plan.Dockerfile, ContextDir: dir, Output: build.Output{Push: true}})
+	b.Build(context.Background(), &build.Request{Variant: v, Dockerfile: plan.Dockerfile, ContextDir: dir, Output: build.PushTags()})
 	if got, _ := os.ReadFile(seen); strings.TrimSpace(string(got)) != kept {
 		t.Errorf("the executor saw DOCKER_CONFIG=%q, want %q", got, kept)
 	}

@@ -25,9 +25,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
@@ -72,6 +69,19 @@ type Builder struct {
 	mu           sync.Mutex // one build at a time: Kaniko owns the file system
 }
 
+// Capabilities: one build at a time (Kaniko owns the root file system),
+// no build secrets, and the build context inside Kaniko's folder.
+func (o Options) Capabilities() build.Capabilities {
+	dir := o.WorkDir
+	if dir == "" {
+		dir = DefaultWorkDir
+	}
+	return build.Capabilities{Name: "Kaniko", MaxJobs: 1, ContextDir: filepath.Join(dir, "imagegen", "context")}
+}
+
+// Open is New: Options is a build.Backend.
+func (o Options) Open(context.Context) (build.Session, error) { return New(o) }
+
 // New checks that Kaniko may run here.
 func New(o Options) (*Builder, error) {
 	if o.Executor == "" {
@@ -111,8 +121,18 @@ func New(o Options) (*Builder, error) {
 // system. Registry clients used alongside the builder need it.
 func (b *Builder) Keychain() authn.Keychain { return registry.ConfigKeychain(b.dockerConfig) }
 
-// ContextDir is where imagegen must put the build context for Kaniko.
-func (b *Builder) ContextDir() string { return filepath.Join(b.o.WorkDir, "imagegen", "context") }
+// Capabilities are the Options' (see Options.Capabilities).
+func (b *Builder) Capabilities() build.Capabilities { return b.o.Capabilities() }
+
+// Registry publishes with the credentials kept in Kaniko's folder.
+func (b *Builder) Registry() *registry.Client { return &registry.Client{Keychain: b.Keychain()} }
+
+func (b *Builder) String() string {
+	return "with Kaniko, one at a time (it owns the root file system; --cleanup after each)"
+}
+
+// Close does nothing: each build cleans up after itself.
+func (b *Builder) Close() error { return nil }
 
 // keepDockerConfig copies the Docker config (DOCKER_CONFIG, ~/.docker, or
 // Kaniko's /kaniko/.docker) into dir.
@@ -209,17 +229,11 @@ func (b *Builder) files(variant string) files {
 
 // Args is the executor command line for a request (without the executor).
 func (b *Builder) Args(req *build.Request) ([]string, error) {
+	p, err := checkRequest(req)
+	if err != nil {
+		return nil, err
+	}
 	v := req.Variant
-	if len(req.Secrets) > 0 {
-		return nil, errors.New("kaniko has no build secrets (RUN --mount=type=secret): build with BuildKit to pass --runner-netrc")
-	}
-	if len(v.Platforms) != 1 {
-		return nil, fmt.Errorf("kaniko builds one platform per image; variant %s has %s (build it with BuildKit, or --set '%s.platforms=linux/amd64')", v.Name, strings.Join(v.Platforms, ", "), v.Name)
-	}
-	p, ok := platform.Lookup(v.Platforms[0])
-	if !ok {
-		return nil, fmt.Errorf("kaniko: variant %s: unsupported platform %.64q; use one of %s", v.Name, v.Platforms[0], strings.Join(platform.Names(), ", "))
-	}
 	f := b.files(v.Name)
 	args := []string{
 		"--kaniko-dir=" + b.kanikoDir(),
@@ -232,22 +246,15 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 		"--reproducible",
 		"--cleanup",
 	}
-	insecure := map[string]bool{}
-	markInsecure := func(ref string) {
-		if registry.IsLoopback(ref) {
-			h, _, _ := strings.Cut(ref, "/")
-			insecure[h] = true
-		}
-	}
-	switch {
-	case req.Output.Push && !req.Output.ByDigest:
+	var pushed []string // the references Kaniko itself pushes to
+	if req.Output.Kind() == build.PushTagsKind {
 		for _, t := range v.Tags {
 			args = append(args, "--destination="+t)
-			markInsecure(t)
 		}
-	default:
-		// Atomic push (imagegen pushes by digest, then tags) and local
-		// output both start from a tarball.
+		pushed = v.Tags
+	} else {
+		// An image pushed by digest or written as an OCI layout starts
+		// from a tarball, which build.Publish sends on.
 		args = append(args, "--no-push", "--tar-path="+f.tar, "--destination="+v.Image+":imagegen-build")
 	}
 	repo, err := cacheRepo(req.Cache)
@@ -256,15 +263,47 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 	}
 	if repo != "" {
 		args = append(args, "--cache=true", "--cache-repo="+repo)
-		markInsecure(repo)
+		pushed = append(pushed, repo)
 	}
 	if b.o.Force {
 		args = append(args, "--force")
 	}
+	args = append(args, insecureArgs(pushed)...)
+	return append(args, b.o.ExtraArgs...), nil
+}
+
+// checkRequest refuses what Kaniko cannot do (build secrets, several
+// platforms in one image) and gives the request's platform.
+func checkRequest(req *build.Request) (platform.Platform, error) {
+	v := req.Variant
+	if len(req.Secrets) > 0 {
+		return platform.Platform{}, errors.New("kaniko has no build secrets (RUN --mount=type=secret): build with BuildKit to pass --runner-netrc")
+	}
+	if len(v.Platforms) != 1 {
+		return platform.Platform{}, fmt.Errorf("kaniko builds one platform per image; variant %s has %s (build it with BuildKit, or --set '%s.platforms=linux/amd64')", v.Name, strings.Join(v.Platforms, ", "), v.Name)
+	}
+	p, ok := platform.Lookup(v.Platforms[0])
+	if !ok {
+		return platform.Platform{}, fmt.Errorf("kaniko: variant %s: unsupported platform %.64q; use one of %s", v.Name, v.Platforms[0], strings.Join(platform.Names(), ", "))
+	}
+	return p, nil
+}
+
+// insecureArgs lets Kaniko use plain HTTP with the loopback registries
+// among refs, each named once, sorted.
+func insecureArgs(refs []string) []string {
+	insecure := map[string]bool{}
+	for _, ref := range refs {
+		if registry.IsLoopback(ref) {
+			h, _, _ := strings.Cut(ref, "/")
+			insecure[h] = true
+		}
+	}
+	var args []string
 	for _, h := range slices.Sorted(maps.Keys(insecure)) {
 		args = append(args, "--insecure-registry="+h)
 	}
-	return append(args, b.o.ExtraArgs...), nil
+	return args
 }
 
 // cacheRepo picks Kaniko's one cache repository: it reads and writes the
@@ -295,47 +334,70 @@ var (
 	cachedRE = regexp.MustCompile(`Using caching version of cmd: |Found cached layer, extracting to filesystem`)
 )
 
-// Build runs the executor for one variant.
+// Build runs the executor for one variant, then publishes its image
+// unless Kaniko pushed it with its tags.
 func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	v := req.Variant
 	args, err := b.Args(req)
 	if err != nil {
 		return nil, err
 	}
-	f := b.files(v.Name)
-	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+	f := b.files(req.Variant.Name)
+	if err := f.prepare(req.Dockerfile); err != nil {
 		return nil, err
+	}
+	start := time.Now()
+	steps, cached, err := b.execute(ctx, req.Variant.Name, args)
+	if err != nil {
+		return nil, err
+	}
+	res := &build.Result{Duration: time.Since(start), Steps: steps, CachedSteps: min(cached, steps)}
+	if req.Output.Kind() == build.PushTagsKind {
+		res.Digest, err = f.pushedDigest()
+	} else {
+		res.Digest, err = b.publish(ctx, f, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// prepare clears the files of an earlier build and writes the Dockerfile.
+func (f files) prepare(dockerfile []byte) error {
+	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+		return err
 	}
 	for _, p := range []string{f.digest, f.nameDigest, f.tar} {
 		os.Remove(p)
 	}
-	if err := os.WriteFile(f.dockerfile, req.Dockerfile, 0o644); err != nil {
-		return nil, err
-	}
+	return os.WriteFile(f.dockerfile, dockerfile, 0o644)
+}
+
+// execute runs the executor, its output prefixed with the variant, and
+// counts the steps and those that came from cache.
+func (b *Builder) execute(ctx context.Context, variant string, args []string) (steps, cached int, err error) {
 	exe, err := b.privateExecutor()
 	if err != nil {
-		return nil, fmt.Errorf("copy the kaniko executor: %w", err)
+		return 0, 0, fmt.Errorf("copy the kaniko executor: %w", err)
 	}
-	start := time.Now()
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = append(os.Environ(), "KANIKO_DIR="+b.kanikoDir(), "DOCKER_CONFIG="+b.dockerConfig)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start kaniko: %w", err)
+		return 0, 0, fmt.Errorf("start kaniko: %w", err)
 	}
-	steps, cached := 0, 0
 	var last []string
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		fmt.Fprintf(b.o.Output, "[%s] %s\n", v.Name, line)
+		fmt.Fprintf(b.o.Output, "[%s] %s\n", variant, line)
 		if stepRE.MatchString(line) {
 			steps++
 		}
@@ -348,77 +410,43 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("kaniko failed (%v): %s", err, strings.Join(last, " | "))
+		return 0, 0, fmt.Errorf("kaniko failed (%v): %s", err, strings.Join(last, " | "))
 	}
-	res := &build.Result{Duration: time.Since(start), Steps: steps, CachedSteps: min(cached, steps)}
-
-	switch {
-	case req.Output.Push && !req.Output.ByDigest:
-		digest, err := ReadDigestFile(f.digest)
-		if err != nil {
-			return nil, err
-		}
-		refs, err := ReadImageNameWithDigest(f.nameDigest)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range refs {
-			if !strings.HasSuffix(r, "@"+digest) {
-				return nil, fmt.Errorf("kaniko's digest files disagree: %s vs %s", r, digest)
-			}
-		}
-		res.Digest = digest
-	default:
-		img, err := tarball.ImageFromPath(f.tar, nil)
-		if err != nil {
-			return nil, fmt.Errorf("read kaniko's image: %w", err)
-		}
-		d, err := img.Digest()
-		if err != nil {
-			return nil, err
-		}
-		res.Digest = d.String()
-		if req.Output.Push {
-			if err := pushByDigest(ctx, v.Image, img, b.Keychain()); err != nil {
-				return nil, err
-			}
-		} else if err := writeLayout(req.Output.OCIDir, img, v.Tags); err != nil {
-			return nil, err
-		}
-		res.OCIDir = req.Output.OCIDir
-		os.Remove(f.tar)
-	}
-	return res, nil
+	return steps, cached, nil
 }
 
-func pushByDigest(ctx context.Context, image string, img v1.Image, kc authn.Keychain) error {
-	repo, err := name.NewRepository(image)
+// pushedDigest is the digest of the image Kaniko pushed with its tags,
+// from its digest files (which must agree).
+func (f files) pushedDigest() (string, error) {
+	digest, err := ReadDigestFile(f.digest)
 	if err != nil {
-		return err
+		return "", err
 	}
-	d, err := img.Digest()
+	refs, err := ReadImageNameWithDigest(f.nameDigest)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := remote.Write(repo.Digest(d.String()), img, remote.WithContext(ctx), remote.WithAuthFromKeychain(kc)); err != nil {
-		return fmt.Errorf("push %s@%s: %w", image, d, err)
+	for _, r := range refs {
+		if !strings.HasSuffix(r, "@"+digest) {
+			return "", fmt.Errorf("kaniko's digest files disagree: %s vs %s", r, digest)
+		}
 	}
-	return nil
+	return digest, nil
 }
 
-func writeLayout(dir string, img v1.Image, tags []string) error {
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	p, err := layout.Write(dir, empty.Index)
+// publish sends Kaniko's tarball where the output says, through
+// build.Publish (as every locally built image), then removes it.
+func (b *Builder) publish(ctx context.Context, f files, req *build.Request) (string, error) {
+	img, err := tarball.ImageFromPath(f.tar, nil)
 	if err != nil {
-		return err
+		return "", fmt.Errorf("read kaniko's image: %w", err)
 	}
-	ann := map[string]string{}
-	if len(tags) > 0 {
-		ann["org.opencontainers.image.ref.name"] = tags[0]
+	d, err := build.Publish(ctx, b.Registry(), img, req)
+	if err != nil {
+		return "", err
 	}
-	return p.AppendImage(img, layout.WithAnnotations(ann))
+	os.Remove(f.tar)
+	return d, nil
 }
 
 // ReadDigestFile reads --digest-file: one sha256:... digest.

@@ -3,10 +3,20 @@ package kaniko
 import (
 	"bytes"
 	"context"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
 	"github.com/runpod-workers/worker-github_runner/internal/golden"
@@ -34,9 +44,9 @@ func TestArgsGolden(t *testing.T) {
 				name string
 				out  build.Output
 			}{
-				{"atomic push", build.Output{Push: true, ByDigest: true}},
-				{"push tags", build.Output{Push: true}},
-				{"local", build.Output{OCIDir: "/out/oci/" + v.Name}},
+				{"atomic push", build.PushByDigest()},
+				{"push tags", build.PushTags()},
+				{"local", ociLayout(t, "/out/oci/"+v.Name)},
 			} {
 				req := &build.Request{Variant: v, ContextDir: "/ctx", Output: mode.out, Cache: build.Cache{To: []build.CacheSpec{{Type: "registry", Ref: v.Image + "-cache"}}}}
 				args, err := b.Args(req)
@@ -48,6 +58,14 @@ func TestArgsGolden(t *testing.T) {
 		}
 	}
 	golden.Check(t, "args", out.Bytes())
+}
+
+func ociLayout(t *testing.T, dir string) build.Output {
+	o, err := build.OCILayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 func TestArgsRefuseMultiPlatform(t *testing.T) {
@@ -120,7 +138,7 @@ echo "INFO[0002] COPY worker-linux-amd64 /usr/local/bin/worker"
 	m := matrix(t, "REGISTRY=127.0.0.1:5000/runpod")
 	v := m.Find("cpu")
 	plan, _ := render.Variant(v)
-	res, err := build.Run(context.Background(), b, []*build.Request{{Variant: v, Dockerfile: plan.Dockerfile, ContextDir: dir, Output: build.Output{Push: true}}}, build.Options{})
+	res, err := build.Run(context.Background(), b, []*build.Request{{Variant: v, Dockerfile: plan.Dockerfile, ContextDir: dir, Output: build.PushTags()}}, build.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,4 +187,54 @@ func TestArgsRefuseWhatKanikoCannotDo(t *testing.T) {
 			t.Errorf("err = %v, want %q", err, tc.want)
 		}
 	}
+}
+
+// Without --destination tags, Kaniko writes a tarball that build.Publish
+// sends on: pushed by digest (no tag written), or written as an OCI
+// layout; the tarball is removed after.
+func TestBuildPublishesTheTarball(t *testing.T) {
+	s := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	dir := t.TempDir()
+	img, _ := random.Image(64, 1)
+	want, _ := img.Digest()
+	src := filepath.Join(dir, "image.tar")
+	tag, _ := name.NewTag(host + "/runpod/w:imagegen-build")
+	if err := tarball.WriteToFile(src, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "executor")
+	os.WriteFile(exe, []byte("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --tar-path=*) cp "+src+" \"${a#--tar-path=}\" ;; esac; done\n"), 0o755)
+	b, err := New(Options{Executor: exe, Force: true, WorkDir: filepath.Join(dir, "work")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := matrix(t, "REGISTRY="+host+"/runpod").Find("cpu")
+	for _, out := range []build.Output{build.PushByDigest(), ociLayout(t, filepath.Join(dir, "oci", "cpu"))} {
+		res, err := build.Run(context.Background(), b, []*build.Request{{Variant: v, ContextDir: dir, Output: out}}, build.Options{})
+		if err != nil || res[0].Digest != want.String() {
+			t.Fatalf("%v: %+v %v", out, res, err)
+		}
+		if _, err := os.Stat(b.files("cpu").tar); !os.IsNotExist(err) {
+			t.Errorf("%v: the tarball was kept", out)
+		}
+	}
+	if _, err := remote.Head(ref(t, v.Image+"@"+want.String())); err != nil {
+		t.Errorf("not pushed by digest: %v", err)
+	}
+	if _, err := remote.Head(ref(t, v.Tags[0])); err == nil {
+		t.Errorf("a tag was written")
+	}
+	if _, err := layout.FromPath(filepath.Join(dir, "oci", "cpu")); err != nil {
+		t.Errorf("no OCI layout: %v", err)
+	}
+}
+
+func ref(t *testing.T, s string) name.Reference {
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
