@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/jobhandler"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
-	"github.com/runpod-workers/worker-github_runner/internal/worker"
 )
 
 // newHandler picks the job handler: the GitHub runner handler, or the echo
@@ -16,7 +16,7 @@ func newHandler(echo bool, podID string, grace time.Duration, log *slog.Logger) 
 	if echo {
 		return runpod.Echo
 	}
-	return &worker.Handler{PodID: podID, Log: log, Grace: grace}
+	return &jobhandler.Handler{PodID: podID, Log: log, Grace: grace}
 }
 
 // sweepWait is how long a worker that is done (not stopped by a signal)
@@ -24,13 +24,13 @@ func newHandler(echo bool, podID string, grace time.Duration, log *slog.Logger) 
 const sweepWait = 30 * time.Second
 
 // startSweep removes the runners that killed workers left registered
-// (worker.Handler.Sweep) once the first job's registration is over, so
+// (jobhandler.Handler.Sweep) once the first job's registration is over, so
 // the sweep never competes with it. The returned function stops the
 // sweep and waits for it: at once after a signal (ctx ended), else after
 // up to sweepWait for a sweep under way; a sweep not yet started is
 // dropped.
 func startSweep(ctx context.Context, h runpod.Handler, log *slog.Logger) func() {
-	wh, ok := h.(*worker.Handler)
+	wh, ok := h.(*jobhandler.Handler)
 	if !ok {
 		return func() {}
 	}

@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/jobhandler"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
-	"github.com/runpod-workers/worker-github_runner/internal/worker"
 )
 
 // version is stamped by imagegen with -ldflags "-X main.version=...".
@@ -79,7 +79,7 @@ Flags:
 		level = *logLevel
 	}
 	log := runpod.NewLogger(os.Stderr, cfg.JSONLogs, level)
-	for _, w := range worker.StartupWarnings(os.Getenv) {
+	for _, w := range jobhandler.StartupWarnings(os.Getenv) {
 		log.Warn("WARNING: " + w)
 	}
 
@@ -99,7 +99,7 @@ Flags:
 		return 0
 	case cfg.OnPlatform():
 		defer startSweep(ctx, handler, log)()
-		w, err := runpod.New(runpod.Options{Config: cfg, Handler: handler, Logger: log, Refresh: *refresh, Grace: *grace, Version: version})
+		w, err := runpod.NewJobLoop(runpod.Options{Config: cfg, Handler: handler, Logger: log, Refresh: *refresh, Grace: *grace, Version: version})
 		if err != nil {
 			log.Error("cannot start", "error", err)
 			return 1

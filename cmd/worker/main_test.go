@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
+	"github.com/runpod-workers/worker-github_runner/internal/jobhandler"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
-	"github.com/runpod-workers/worker-github_runner/internal/worker"
 )
 
 var workerBin string
@@ -301,8 +301,8 @@ func TestSweepAfterFirstRegistration(t *testing.T) {
 	const pat = "ghp_SWEEPTEST000000000000000000000000000000"
 	gh := githubtest.New(pat)
 	defer gh.Close()
-	left := gh.AddRunner("my-org", worker.RunnerName("pod-dead", "job-1", time.Now().Add(-3*time.Hour)), "self-hosted", "runpod", worker.OwnLabel)
-	young := gh.AddRunner("my-org", worker.RunnerName("pod-new", "job-2", time.Now().Add(-time.Minute)), "self-hosted", "runpod", worker.OwnLabel)
+	left := gh.AddRunner("my-org", jobhandler.RunnerName("pod-dead", "job-1", time.Now().Add(-3*time.Hour)), "self-hosted", "runpod", jobhandler.OwnLabel)
+	young := gh.AddRunner("my-org", jobhandler.RunnerName("pod-new", "job-2", time.Now().Add(-time.Minute)), "self-hosted", "runpod", jobhandler.OwnLabel)
 	env := p.Env("pod-9")
 	for k, v := range map[string]string{"GITHUB_PAT": pat, "GITHUB_ORG": "my-org", "GITHUB_API_URL": gh.URL, "WGR_TEST_ALLOW_HTTP_LOOPBACK": "1"} {
 		env[k] = v
@@ -362,7 +362,7 @@ func TestLoopbackHTTPWarns(t *testing.T) {
 }
 
 func TestHandlerGetsTheGrace(t *testing.T) {
-	h, ok := newHandler(false, "p", 7*time.Second, slog.Default()).(*worker.Handler)
+	h, ok := newHandler(false, "p", 7*time.Second, slog.Default()).(*jobhandler.Handler)
 	if !ok || h.Grace != 7*time.Second {
 		t.Errorf("%T %+v", h, h)
 	}

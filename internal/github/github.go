@@ -269,8 +269,8 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 // RunnerURL is the URL config.sh and the runner use for the scope.
 func (c *Client) RunnerURL() string { return c.web + "/" + c.scope.String() }
 
-// Runner is a registered runner as GitHub reports it.
-type Runner struct {
+// RegisteredRunner is a registered runner as GitHub reports it.
+type RegisteredRunner struct {
 	ID     int64
 	Name   string
 	Status string // online, offline
@@ -408,16 +408,16 @@ func (c *Client) RegistrationToken(ctx context.Context) (secret.Value, error) {
 }
 
 // GetRunner returns the runner, or found=false when GitHub no longer has it.
-func (c *Client) GetRunner(ctx context.Context, id int64) (r Runner, found bool, err error) {
+func (c *Client) GetRunner(ctx context.Context, id int64) (r RegisteredRunner, found bool, err error) {
 	gr, _, err := callFor(ctx, c, "get runner", func() (*gh.Runner, *gh.Response, error) {
 		return c.api.get(ctx, c.scope.Owner, id)
 	})
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Status == 404 {
-		return Runner{}, false, nil
+		return RegisteredRunner{}, false, nil
 	}
 	if err != nil {
-		return Runner{}, false, err
+		return RegisteredRunner{}, false, err
 	}
 	return runnerOf(gr), true, nil
 }
@@ -429,12 +429,12 @@ const MaxFindPages = 10
 
 // FindRunner looks a runner up by its name, which GitHub keeps unique per
 // scope (a registration whose answer was lost is found this way).
-func (c *Client) FindRunner(ctx context.Context, name string) (Runner, bool, error) {
+func (c *Client) FindRunner(ctx context.Context, name string) (RegisteredRunner, bool, error) {
 	opts := &gh.ListRunnersOptions{Name: &name, ListOptions: gh.ListOptions{PerPage: 100}}
 	for range MaxFindPages {
 		rs, next, err := c.listRunners(ctx, opts)
 		if err != nil {
-			return Runner{}, false, err
+			return RegisteredRunner{}, false, err
 		}
 		for _, r := range rs {
 			if r.Name == name {
@@ -442,39 +442,39 @@ func (c *Client) FindRunner(ctx context.Context, name string) (Runner, bool, err
 			}
 		}
 		if next == 0 {
-			return Runner{}, false, nil
+			return RegisteredRunner{}, false, nil
 		}
 		opts.Page = next
 	}
-	return Runner{}, false, fmt.Errorf("look up runner %s: not in the first %d pages of the runner list", name, MaxFindPages)
+	return RegisteredRunner{}, false, fmt.Errorf("look up runner %s: not in the first %d pages of the runner list", name, MaxFindPages)
 }
 
 // RunnersPage lists one page (from 1) of the scope's runners, 100 a page,
 // and returns the next page's number (0 after the last).
-func (c *Client) RunnersPage(ctx context.Context, page int) ([]Runner, int, error) {
+func (c *Client) RunnersPage(ctx context.Context, page int) ([]RegisteredRunner, int, error) {
 	return c.listRunners(ctx, &gh.ListRunnersOptions{ListOptions: gh.ListOptions{Page: page, PerPage: 100}})
 }
 
-func (c *Client) listRunners(ctx context.Context, opts *gh.ListRunnersOptions) ([]Runner, int, error) {
+func (c *Client) listRunners(ctx context.Context, opts *gh.ListRunnersOptions) ([]RegisteredRunner, int, error) {
 	rs, resp, err := callFor(ctx, c, "list runners", func() (*gh.Runners, *gh.Response, error) {
 		return c.api.list(ctx, c.scope.Owner, opts)
 	})
 	if err != nil {
 		return nil, 0, err
 	}
-	var out []Runner
+	var out []RegisteredRunner
 	for _, r := range rs.Runners {
 		out = append(out, runnerOf(r))
 	}
 	return out, resp.NextPage, nil
 }
 
-func runnerOf(r *gh.Runner) Runner {
+func runnerOf(r *gh.Runner) RegisteredRunner {
 	var labels []string
 	for _, l := range r.Labels {
 		labels = append(labels, l.GetName())
 	}
-	return Runner{ID: r.GetID(), Name: r.GetName(), Status: r.GetStatus(), Busy: r.GetBusy(), Labels: labels}
+	return RegisteredRunner{ID: r.GetID(), Name: r.GetName(), Status: r.GetStatus(), Busy: r.GetBusy(), Labels: labels}
 }
 
 // DeleteRunner removes a runner by id. A runner GitHub already removed

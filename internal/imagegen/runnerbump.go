@@ -9,17 +9,13 @@ import (
 	"net/http"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/spf13/cobra"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/runpod-workers/worker-github_runner/internal/platform"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 type bumpFlags struct {
@@ -129,7 +125,7 @@ func runnerBump(ctx context.Context, w io.Writer, file, version string, bf *bump
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
-	oldVersion, platforms, err := currentRunner(file, src)
+	oldVersion, platforms, err := variants.RunnerDefaults(file, src)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
@@ -138,13 +134,13 @@ func runnerBump(ctx context.Context, w io.Writer, file, version string, bf *bump
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	var missing []string
-	sums := map[string]cty.Value{}
+	sums := map[string]string{}
 	for _, p := range platforms {
 		if rel.SHA256[p] == "" {
 			missing = append(missing, p)
 			continue
 		}
-		sums[p] = cty.StringVal(rel.SHA256[p])
+		sums[p] = rel.SHA256[p]
 	}
 	if len(missing) > 0 {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("runner v%s publishes no SHA-256 for %s, which %s builds: refusing (nothing written)", rel.Version, strings.Join(missing, ", "), file)}
@@ -153,22 +149,10 @@ func runnerBump(ctx context.Context, w io.Writer, file, version string, bf *bump
 		fmt.Fprintf(w, "%s: runner already at %s\n", file, oldVersion)
 		return nil
 	}
-	f, diags := hclwrite.ParseConfig(src, file, hcl.InitialPos)
-	if diags.HasErrors() {
-		return &ExitError{Code: ExitFailure, Err: diags}
+	out, err := variants.BumpRunner(file, src, rel.Version, sums)
+	if err != nil {
+		return &ExitError{Code: ExitFailure, Err: err}
 	}
-	for _, b := range f.Body().Blocks() {
-		if b.Type() != "variable" || len(b.Labels()) != 1 {
-			continue
-		}
-		switch b.Labels()[0] {
-		case "RUNNER_VERSION":
-			b.Body().SetAttributeValue("default", cty.StringVal(rel.Version))
-		case "RUNNER_SHA256":
-			b.Body().SetAttributeValue("default", cty.MapVal(sums))
-		}
-	}
-	out := hclwrite.Format(f.Bytes())
 	for _, p := range platforms {
 		fmt.Fprintf(w, "%s: runner %s -> %s, %s sha256 %s\n", file, oldVersion, rel.Version, p, rel.SHA256[p])
 	}
@@ -183,47 +167,4 @@ func runnerBump(ctx context.Context, w io.Writer, file, version string, bf *bump
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
 	return nil
-}
-
-// currentRunner reads the defaults of RUNNER_VERSION and RUNNER_SHA256
-// (the platforms to keep sums for) without evaluating anything else.
-func currentRunner(file string, src []byte) (string, []string, error) {
-	f, diags := hclsyntax.ParseConfig(src, file, hcl.InitialPos)
-	if diags.HasErrors() {
-		return "", nil, diags
-	}
-	body := f.Body.(*hclsyntax.Body)
-	var version string
-	var platforms []string
-	for _, b := range body.Blocks {
-		if b.Type != "variable" || len(b.Labels) != 1 {
-			continue
-		}
-		attr, ok := b.Body.Attributes["default"]
-		if !ok {
-			continue
-		}
-		switch b.Labels[0] {
-		case "RUNNER_VERSION":
-			v, d := attr.Expr.Value(nil)
-			if d.HasErrors() || v.Type() != cty.String {
-				return "", nil, fmt.Errorf("%s: the default of RUNNER_VERSION must be a plain string to bump it", file)
-			}
-			version = v.AsString()
-		case "RUNNER_SHA256":
-			v, d := attr.Expr.Value(nil)
-			if d.HasErrors() || !(v.Type().IsObjectType() || v.Type().IsMapType()) {
-				return "", nil, fmt.Errorf("%s: the default of RUNNER_SHA256 must be a plain map to bump it", file)
-			}
-			for it := v.ElementIterator(); it.Next(); {
-				k, _ := it.Element()
-				platforms = append(platforms, k.AsString())
-			}
-		}
-	}
-	if version == "" || len(platforms) == 0 {
-		return "", nil, fmt.Errorf("%s: runner-bump needs variable \"RUNNER_VERSION\" and variable \"RUNNER_SHA256\" with defaults (as the project's variants.hcl has)", file)
-	}
-	sort.Strings(platforms)
-	return version, platforms, nil
 }

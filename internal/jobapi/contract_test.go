@@ -14,9 +14,9 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/dispatch"
 	"github.com/runpod-workers/worker-github_runner/internal/github"
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
+	"github.com/runpod-workers/worker-github_runner/internal/jobhandler"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
-	"github.com/runpod-workers/worker-github_runner/internal/worker"
 )
 
 const pat = "ghp_CONTRACT0123456789abcdefghijkl"
@@ -26,30 +26,30 @@ const pat = "ghp_CONTRACT0123456789abcdefghijkl"
 type field struct {
 	set   func(*dispatch.StartOptions)
 	env   string
-	check func(*worker.Input) bool
+	check func(*jobhandler.Input) bool
 }
 
 var apiURL, _ = github.CanonicalAPIURL("https://ghe.example.com/api/v3", false)
 
 var fields = map[string]field{
 	"github_pat": {func(o *dispatch.StartOptions) { o.PAT = secret.New(pat) }, pat,
-		func(in *worker.Input) bool { return in.PAT.Reveal() == pat }},
+		func(in *jobhandler.Input) bool { return in.PAT.Reveal() == pat }},
 	"github_org": {func(o *dispatch.StartOptions) { o.Scope = "octo/repo" }, "octo/repo",
-		func(in *worker.Input) bool { return in.Scope.String() == "octo/repo" }},
+		func(in *jobhandler.Input) bool { return in.Scope.String() == "octo/repo" }},
 	"labels": {func(o *dispatch.StartOptions) { o.Labels = []string{"runpod-1-2-ab", "gpu-big"} }, "runpod-1-2-ab, gpu-big",
-		func(in *worker.Input) bool { return slices.Equal(in.Labels, []string{"runpod-1-2-ab", "gpu-big"}) }},
+		func(in *jobhandler.Input) bool { return slices.Equal(in.Labels, []string{"runpod-1-2-ab", "gpu-big"}) }},
 	"runner_group": {func(o *dispatch.StartOptions) { o.RunnerGroup = "gpu pool" }, "gpu pool",
-		func(in *worker.Input) bool { return in.RunnerGroup == "gpu pool" }},
+		func(in *jobhandler.Input) bool { return in.RunnerGroup == "gpu pool" }},
 	"github_api_url": {func(o *dispatch.StartOptions) { o.APIURL = "https://ghe.example.com/api/v3" }, "https://ghe.example.com/api/v3",
-		func(in *worker.Input) bool { return in.APIURL == apiURL }},
+		func(in *jobhandler.Input) bool { return in.APIURL == apiURL }},
 	"idle_timeout": {func(o *dispatch.StartOptions) { o.IdleTimeout = 3 * time.Minute }, "3m",
-		func(in *worker.Input) bool { return in.IdleTimeout == 3*time.Minute }},
+		func(in *jobhandler.Input) bool { return in.IdleTimeout == 3*time.Minute }},
 	"job_timeout": {func(o *dispatch.StartOptions) { o.JobTimeout = 90 * time.Minute }, "5400",
-		func(in *worker.Input) bool { return in.JobTimeout == 90*time.Minute }},
+		func(in *jobhandler.Input) bool { return in.JobTimeout == 90*time.Minute }},
 	"runner_user": {func(o *dispatch.StartOptions) { o.RunnerUser = "root" }, "root",
-		func(in *worker.Input) bool { return in.RunnerUser == worker.UserRoot }},
+		func(in *jobhandler.Input) bool { return in.RunnerUser == jobhandler.UserRoot }},
 	"mode": {nil, "token",
-		func(in *worker.Input) bool { return in.Mode == worker.ModeToken }},
+		func(in *jobhandler.Input) bool { return in.Mode == jobhandler.ModeToken }},
 }
 
 // notSentByDispatch are the fields dispatch leaves out, and why.
@@ -70,7 +70,7 @@ var notFromEnvironment = map[string]string{
 }
 
 func allowRoot(k string) string {
-	if k == worker.EnvAllowRoot {
+	if k == jobhandler.EnvAllowRoot {
 		return "1"
 	}
 	return ""
@@ -87,7 +87,7 @@ func (p inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 
 type arrival struct {
 	job *runpod.Job
-	in  *worker.Input
+	in  *jobhandler.Input
 	err error
 }
 
@@ -98,7 +98,7 @@ func TestDispatchToWorkerContract(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		got := make(chan arrival, 1)
 		h := runpod.HandlerFunc(func(ctx context.Context, job *runpod.Job, u runpod.Updater) (any, error) {
-			in, err := worker.ParseInput(job.Input, allowRoot)
+			in, err := jobhandler.ParseInput(job.Input, allowRoot)
 			got <- arrival{job, in, err}
 			return map[string]bool{"parsed": err == nil}, err
 		})
@@ -153,7 +153,7 @@ func TestDispatchToWorkerContract(t *testing.T) {
 // Each field's endpoint variable (jobapi.Fields) is the one the worker's
 // parser reads.
 func TestEnvironmentContract(t *testing.T) {
-	env := map[string]string{worker.EnvAllowRoot: "1"}
+	env := map[string]string{jobhandler.EnvAllowRoot: "1"}
 	for _, f := range jobapi.Fields {
 		tc, ok := fields[f.Name]
 		_, skip := notFromEnvironment[f.Name]
@@ -165,7 +165,7 @@ func TestEnvironmentContract(t *testing.T) {
 			env[f.Env] = tc.env
 		}
 	}
-	in, err := worker.ParseInput([]byte(`{}`), func(k string) string { return env[k] })
+	in, err := jobhandler.ParseInput([]byte(`{}`), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("the endpoint's variables were refused: %v", err)
 	}

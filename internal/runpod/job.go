@@ -18,7 +18,7 @@ type Job struct {
 }
 
 // Handler runs one job. The context ends when the job is cancelled, the
-// worker shuts down, or the platform's time runs out; a handler must return
+// job loop shuts down, or the platform's time runs out; a handler must return
 // soon after. The returned value is posted as the job's output; an error is
 // posted as the job's error (as a string).
 type Handler interface {

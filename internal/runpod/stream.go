@@ -27,7 +27,7 @@ const maxProgressQueued = 256
 // would make more than StreamBufferBytes wait are dropped and counted: a
 // marker chunk in the stream says how many, and the log says it too.
 type poster struct {
-	w     *Worker
+	w     *JobLoop
 	jobID string
 	log   *slog.Logger
 	wake  chan struct{}
@@ -61,7 +61,7 @@ type op struct {
 
 type drops struct{ chunks, bytes int }
 
-func newPoster(w *Worker, jobID string) *poster {
+func newPoster(w *JobLoop, jobID string) *poster {
 	p := &poster{w: w, jobID: jobID, log: w.log.With("request_id", jobID), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	p.drain, p.endDrain = context.WithCancel(context.Background())
 	go p.loop()

@@ -135,7 +135,7 @@ func Load(srcs []Source, opts Options) (*Matrix, Files, hcl.Diagnostics) {
 
 type evaluator struct {
 	global   *hcl.EvalContext
-	runner   Runner
+	runner   RunnerRelease
 	runPos   runnerPos
 	kaniko   Kaniko
 	kanPos   map[string]hcl.Range

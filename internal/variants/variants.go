@@ -48,7 +48,7 @@ type Variant struct {
 	// Packages are further apt packages the image carries.
 	Packages []string `json:"packages"`
 	// Runner is the GitHub Actions runner this variant ships.
-	Runner Runner `json:"runner"`
+	Runner RunnerRelease `json:"runner"`
 	// Kaniko is the Kaniko executor this variant ships.
 	Kaniko Kaniko `json:"kaniko"`
 	// Matrix holds the values of this variant's matrix combination, if any.
@@ -65,8 +65,8 @@ type Variant struct {
 	setBy   map[string]string
 }
 
-// Runner describes the GitHub Actions runner release a variant installs.
-type Runner struct {
+// RunnerRelease describes the GitHub Actions runner release a variant installs.
+type RunnerRelease struct {
 	Version string `json:"version"`
 	// URL is the download base; the tarball is
 	// URL/v<version>/actions-runner-linux-<arch>-<version>.tar.gz.

@@ -81,7 +81,7 @@ func TestResolveBasics(t *testing.T) {
 		Name: "cpu", Flavour: "cpu", Base: "ubuntu:24.04", Platforms: []string{"linux/amd64"},
 		Image: "registry.example/team/worker", Tags: []string{"registry.example/team/worker:dev-cpu"},
 		Labels: map[string]string{}, Args: map[string]string{}, RunnerPackages: []string{}, Packages: []string{},
-		Runner: Runner{Version: "2.337.0", URL: "https://mirror.example/runner", SHA256: map[string]string{"linux/amd64": sumA}},
+		Runner: RunnerRelease{Version: "2.337.0", URL: "https://mirror.example/runner", SHA256: map[string]string{"linux/amd64": sumA}},
 		Kaniko: Kaniko{Version: "v1.23.2", Image: "gcr.io/kaniko-project/executor:v1.23.2"},
 		Source: "test.hcl:2:1",
 	}

@@ -460,7 +460,7 @@ func workerBench() {
 	// Memory while a (fake) runner holds a 3-second job.
 	fr := filepath.Join(work, "actions-runner")
 	os.MkdirAll(filepath.Join(fr, "bin"), 0o755)
-	sh([]string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(fr, "bin", "Runner.Listener"), "./internal/runner/fakerunner")
+	sh([]string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(fr, "bin", "Runner.Listener"), "./internal/listener/fakerunner")
 	os.WriteFile(filepath.Join(fr, "fake-behaviour.json"), []byte(`{"mode":"job","job_seconds":3}`), 0o644)
 	var rss stat
 	for i := 0; i < *runs; i++ {

@@ -32,8 +32,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Runner is a registered runner.
-type Runner struct {
+// RegisteredRunner is a registered runner.
+type RegisteredRunner struct {
 	ID        int64    `json:"id"`
 	Name      string   `json:"name"`
 	Labels    []string `json:"labels"`
@@ -45,7 +45,7 @@ type Runner struct {
 }
 
 // MarshalJSON writes a runner as GitHub does: labels are objects.
-func (r Runner) MarshalJSON() ([]byte, error) {
+func (r RegisteredRunner) MarshalJSON() ([]byte, error) {
 	labels := []map[string]any{}
 	for i, l := range r.Labels {
 		labels = append(labels, map[string]any{"id": i + 1, "name": l, "type": "read-only"})
@@ -101,7 +101,7 @@ type GitHub struct {
 	Tokens map[string]bool
 
 	mu       sync.Mutex
-	runners  map[int64]*Runner
+	runners  map[int64]*RegisteredRunner
 	nextID   int64
 	regToks  map[string]string // registration token -> scope
 	faults   []Fault
@@ -126,7 +126,7 @@ type GitHub struct {
 
 // New starts a fake GitHub that accepts token.
 func New(token string) *GitHub {
-	g := &GitHub{Tokens: map[string]bool{token: true}, runners: map[int64]*Runner{}, nextID: 100, regToks: map[string]string{}, groups: map[string]int64{"Default": 1, "gpu-runners": 7}}
+	g := &GitHub{Tokens: map[string]bool{token: true}, runners: map[int64]*RegisteredRunner{}, nextID: 100, regToks: map[string]string{}, groups: map[string]int64{"Default": 1, "gpu-runners": 7}}
 	g.Server = httptest.NewServer(http.HandlerFunc(g.serve))
 	return g
 }
@@ -139,10 +139,10 @@ func (g *GitHub) Fail(fs ...Fault) {
 }
 
 // Runners lists the registered runners, sorted by id.
-func (g *GitHub) Runners() []Runner {
+func (g *GitHub) Runners() []RegisteredRunner {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []Runner
+	var out []RegisteredRunner
 	for _, r := range g.runners {
 		out = append(out, *r)
 	}
@@ -170,7 +170,7 @@ func (g *GitHub) AddRunner(scope, name string, labels ...string) int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.nextID++
-	g.runners[g.nextID] = &Runner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, Status: "offline"}
+	g.runners[g.nextID] = &RegisteredRunner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, Status: "offline"}
 	return g.nextID
 }
 
@@ -359,7 +359,7 @@ func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, path, auth strin
 			}
 		}
 		g.nextID++
-		rn := &Runner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: int64(gid), Status: "offline", Ephemeral: true}
+		rn := &RegisteredRunner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: int64(gid), Status: "offline", Ephemeral: true}
 		g.runners[rn.ID] = rn
 		jit := g.encodeJIT(rn, scope)
 		g.issued = append(g.issued, jit)
@@ -373,7 +373,7 @@ func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, path, auth strin
 		writeJSON(w, 201, map[string]any{"token": "AREMOVETOKEN", "expires_at": time.Now().Add(time.Hour).Format(time.RFC3339)})
 	case r.Method == "GET" && key == "runners":
 		name := r.URL.Query().Get("name")
-		list := []*Runner{}
+		list := []*RegisteredRunner{}
 		for _, x := range g.runners {
 			if x.Scope == scope && (name == "" || x.Name == name || g.IgnoreNameFilter) {
 				list = append(list, x)
@@ -473,7 +473,7 @@ func verifyAppJWT(token string, key *rsa.PublicKey) (string, error) {
 // encodeJIT builds a config shaped like GitHub's: base64 of a JSON map from
 // file name (.runner, .credentials, .credentials_rsaparams) to the base64
 // of that file.
-func (g *GitHub) encodeJIT(rn *Runner, scope string) string {
+func (g *GitHub) encodeJIT(rn *RegisteredRunner, scope string) string {
 	runner, _ := json.Marshal(map[string]any{
 		"agentId": rn.ID, "agentName": rn.Name, "poolId": rn.GroupID, "serverUrl": g.URL + "/_services/pipelines",
 		"gitHubUrl": g.URL + "/" + scope, "workFolder": "_work", "ephemeral": true, "fakeApi": g.URL,
@@ -516,7 +516,7 @@ func (g *GitHub) fake(w http.ResponseWriter, r *http.Request, parts []string, bo
 			}
 		}
 		g.nextID++
-		rn := &Runner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: 1, Status: "offline", Ephemeral: true}
+		rn := &RegisteredRunner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: 1, Status: "offline", Ephemeral: true}
 		g.runners[rn.ID] = rn
 		writeJSON(w, 201, map[string]any{"id": rn.ID, "scope": scope})
 	case len(parts) == 3 && parts[0] == "runners":

@@ -1,4 +1,4 @@
-package worker
+package jobhandler
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
-	"github.com/runpod-workers/worker-github_runner/internal/runner"
+	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -73,7 +73,7 @@ func checkRunner(root, account string) error {
 	}
 	u, err := user.Lookup(account)
 	if err != nil {
-		return fmt.Errorf("the runner account %q does not exist (the image creates %q; runner_user root, where the endpoint allows it, is the opt-out)", account, runner.DefaultUser)
+		return fmt.Errorf("the runner account %q does not exist (the image creates %q; runner_user root, where the endpoint allows it, is the opt-out)", account, listener.DefaultUser)
 	}
 	if uid := os.Getuid(); uid != 0 && u.Uid != strconv.Itoa(uid) {
 		return fmt.Errorf("cannot run the runner as %q: the worker is not root", account)

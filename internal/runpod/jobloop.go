@@ -18,7 +18,7 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/retry"
 )
 
-// Options configure a Worker. Zero timings take the platform's defaults;
+// Options configure a JobLoop. Zero timings take the platform's defaults;
 // tests shrink them.
 type Options struct {
 	Config  *Config
@@ -26,7 +26,7 @@ type Options struct {
 	Logger  *slog.Logger
 	Client  *http.Client
 	// Refresh asks the platform to replace the container after each job
-	// (refresh_worker, "stopPod": true); the worker then takes no more jobs
+	// (refresh_worker, "stopPod": true); the loop then takes no more jobs
 	// and Run returns.
 	Refresh bool
 	// Concurrency is how many jobs are held at once (default 1).
@@ -87,8 +87,9 @@ func (o *Options) defaults() {
 	}
 }
 
-// Worker runs the RunPod job loop.
-type Worker struct {
+// JobLoop runs the RunPod job loop: it takes jobs, runs them through the
+// Handler, streams their output and posts their results.
+type JobLoop struct {
 	o   Options
 	cfg *Config
 	log *slog.Logger
@@ -116,8 +117,8 @@ type heldJob struct {
 // errShutdown is the cause of held jobs' cancellation on SIGTERM.
 var errShutdown = errors.New("the worker is shutting down")
 
-// New makes a worker; Run starts it.
-func New(o Options) (*Worker, error) {
+// NewJobLoop makes a job loop; Run starts it.
+func NewJobLoop(o Options) (*JobLoop, error) {
 	if o.Config == nil || !o.Config.OnPlatform() {
 		return nil, errors.New("runpod: no platform configuration (RUNPOD_WEBHOOK_GET_JOB is not set)")
 	}
@@ -125,14 +126,14 @@ func New(o Options) (*Worker, error) {
 		return nil, errors.New("runpod: no handler")
 	}
 	o.defaults()
-	return &Worker{o: o, cfg: o.Config, log: o.Logger, held: map[string]*heldJob{}, slot: make(chan struct{}, 1)}, nil
+	return &JobLoop{o: o, cfg: o.Config, log: o.Logger, held: map[string]*heldJob{}, slot: make(chan struct{}, 1)}, nil
 }
 
 // Run takes and runs jobs until ctx ends (SIGTERM) or, with Refresh, after
 // the first answer; with Refresh, the jobs still held then run to their
 // end. On shutdown it stops taking, cancels held jobs, gives them Grace to
 // return and post their results, and returns nil.
-func (w *Worker) Run(ctx context.Context) error {
+func (w *JobLoop) Run(ctx context.Context) error {
 	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelJobs(nil)
 	pingCtx, stopPing := context.WithCancel(context.WithoutCancel(ctx))
@@ -215,7 +216,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-func (w *Worker) stopping() bool {
+func (w *JobLoop) stopping() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.stopTake
@@ -223,7 +224,7 @@ func (w *Worker) stopping() bool {
 
 // waitSlot blocks until fewer than Concurrency jobs are held (running or
 // waiting), so a take never asks for more than the free slots.
-func (w *Worker) waitSlot(ctx context.Context) bool {
+func (w *JobLoop) waitSlot(ctx context.Context) bool {
 	for {
 		w.mu.Lock()
 		n, stop := len(w.held), w.stopTake
@@ -242,7 +243,7 @@ func (w *Worker) waitSlot(ctx context.Context) bool {
 	}
 }
 
-func (w *Worker) heldIDs() []string {
+func (w *JobLoop) heldIDs() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ids := make([]string, 0, len(w.held))
@@ -254,7 +255,7 @@ func (w *Worker) heldIDs() []string {
 }
 
 // take asks for jobs. A nil error with no jobs is "no job".
-func (w *Worker) take(ctx context.Context, inProgress bool) ([]*Job, []malformedJob, int, error) {
+func (w *JobLoop) take(ctx context.Context, inProgress bool) ([]*Job, []malformedJob, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.o.TakeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.cfg.takeURL(inProgress), nil)
@@ -287,7 +288,7 @@ func (w *Worker) take(ctx context.Context, inProgress bool) ([]*Job, []malformed
 	}
 }
 
-func (w *Worker) headers(req *http.Request, jobID string) {
+func (w *JobLoop) headers(req *http.Request, jobID string) {
 	req.Header.Set("Authorization", w.cfg.APIKey.Reveal())
 	req.Header.Set("User-Agent", "worker-github_runner/"+w.o.Version+" (runpod-go)")
 	if jobID != "" {
@@ -297,7 +298,7 @@ func (w *Worker) headers(req *http.Request, jobID string) {
 
 // answerMalformed posts an error for a job the platform sent without an
 // input, so it does not hang IN_PROGRESS (the Python SDK drops it).
-func (w *Worker) answerMalformed(m malformedJob) {
+func (w *JobLoop) answerMalformed(m malformedJob) {
 	if m.id == "" {
 		w.log.Error("malformed job without an id: cannot answer it", "reason", m.reason)
 		return
@@ -315,7 +316,7 @@ func (w *Worker) answerMalformed(m malformedJob) {
 // the worker, whatever the job was), and the answer of the last job held
 // carries stopPod, so the platform replaces the container only once every
 // job it gave this worker is answered.
-func (w *Worker) answering(jobID string) bool {
+func (w *JobLoop) answering(jobID string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if h := w.held[jobID]; h != nil {
@@ -340,7 +341,7 @@ func (w *Worker) answering(jobID string) bool {
 // until then it waits, held, so pings carry it. An array answer can bring
 // more jobs than free slots: they run one after another, as the SDK's job
 // queue runs them, rather than at once in one RUNNER_ROOT or failed.
-func (w *Worker) hold(ctx context.Context, jobs []*Job) {
+func (w *JobLoop) hold(ctx context.Context, jobs []*Job) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, job := range jobs {
@@ -362,7 +363,7 @@ func (w *Worker) hold(ctx context.Context, jobs []*Job) {
 }
 
 // run runs a job, then the next waiting one in its slot.
-func (w *Worker) run(job *Job) {
+func (w *JobLoop) run(job *Job) {
 	for job != nil {
 		w.mu.Lock()
 		h := w.held[job.ID]
@@ -386,7 +387,7 @@ func (w *Worker) run(job *Job) {
 	}
 }
 
-func (w *Worker) runJob(h *heldJob, job *Job) {
+func (w *JobLoop) runJob(h *heldJob, job *Job) {
 	ctx := h.ctx
 	log := w.log.With("request_id", job.ID)
 	start := time.Now()
@@ -426,7 +427,7 @@ func (w *Worker) runJob(h *heldJob, job *Job) {
 	p.final(body)
 }
 
-func (w *Worker) callHandler(ctx context.Context, job *Job, u Updater) (out any, err error) {
+func (w *JobLoop) callHandler(ctx context.Context, job *Job, u Updater) (out any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.log.Error("handler panicked", "request_id", job.ID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -439,7 +440,7 @@ func (w *Worker) callHandler(ctx context.Context, job *Job, u Updater) (out any,
 // postFinal posts a job's result: retries on 5xx and transport errors; on a
 // 4xx (an output over the size limit, say) it posts a short error instead,
 // so the job does not hang.
-func (w *Worker) postFinal(jobID string, streamed bool, body map[string]any) {
+func (w *JobLoop) postFinal(jobID string, streamed bool, body map[string]any) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.o.Grace+30*time.Second)
 	defer cancel()
 	u := jobURL(w.cfg.DoneURL, w.cfg.PodID, jobID, streamed)
@@ -473,7 +474,7 @@ func (w *Worker) postFinal(jobID string, streamed bool, body map[string]any) {
 // post sends a body, retrying transport errors and 5xx after the SDK's
 // waits (PostRetryWaits). It returns the last HTTP status (a 4xx is
 // returned, not retried).
-func (w *Worker) post(ctx context.Context, u, jobID string, body []byte) (int, error) {
+func (w *JobLoop) post(ctx context.Context, u, jobID string, body []byte) (int, error) {
 	status := 0
 	p := retry.Policy{Waits: w.o.PostRetryWaits, Attempts: len(w.o.PostRetryWaits) + 1,
 		OnWait: func(_ int, wait time.Duration, err error) {
@@ -492,7 +493,7 @@ func (w *Worker) post(ctx context.Context, u, jobID string, body []byte) (int, e
 	return status, err
 }
 
-func (w *Worker) postOnce(ctx context.Context, u, jobID string, body []byte) (int, error) {
+func (w *JobLoop) postOnce(ctx context.Context, u, jobID string, body []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
@@ -513,7 +514,7 @@ func (w *Worker) postOnce(ctx context.Context, u, jobID string, body []byte) (in
 
 // heartbeat pings the platform every interval with the held job ids; it
 // runs on its own and never waits for job work.
-func (w *Worker) heartbeat(ctx context.Context) {
+func (w *JobLoop) heartbeat(ctx context.Context) {
 	if w.cfg.PingURL == "" {
 		return
 	}
@@ -535,7 +536,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 }
 
-func (w *Worker) ping(ctx context.Context) {
+func (w *JobLoop) ping(ctx context.Context) {
 	u := w.cfg.pingURL(w.heldIDs())
 	// The SDK's: four attempts, a fifth of the interval apart.
 	p := retry.Policy{Attempts: 4, Base: w.cfg.PingInterval / 5, Max: w.cfg.PingInterval / 5}
@@ -543,7 +544,7 @@ func (w *Worker) ping(ctx context.Context) {
 }
 
 // pingOnce sends one ping; a transport error, 429 or 5xx is an error.
-func (w *Worker) pingOnce(ctx context.Context, u string) error {
+func (w *JobLoop) pingOnce(ctx context.Context, u string) error {
 	pctx, cancel := context.WithTimeout(ctx, 2*w.cfg.PingInterval)
 	defer cancel()
 	req, err := http.NewRequestWithContext(pctx, http.MethodGet, u, nil)
@@ -567,7 +568,7 @@ func (w *Worker) pingOnce(ctx context.Context, u string) error {
 
 // cancelPoll long-polls the job-stop URL and cancels the jobs it names;
 // nothing is posted for them.
-func (w *Worker) cancelPoll(ctx context.Context, u string) {
+func (w *JobLoop) cancelPoll(ctx context.Context, u string) {
 	failures := 0
 	for ctx.Err() == nil {
 		ids, err := w.pollStop(ctx, u)
@@ -588,7 +589,7 @@ func (w *Worker) cancelPoll(ctx context.Context, u string) {
 
 // platformCancel cancels a held job; nothing is posted for it. A job still
 // waiting for a slot is let go at once.
-func (w *Worker) platformCancel(id string) {
+func (w *JobLoop) platformCancel(id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h := w.held[id]
@@ -612,7 +613,7 @@ func (w *Worker) platformCancel(id string) {
 	}
 }
 
-func (w *Worker) pollStop(ctx context.Context, u string) ([]string, error) {
+func (w *JobLoop) pollStop(ctx context.Context, u string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.o.TakeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -645,7 +646,7 @@ func (w *Worker) pollStop(ctx context.Context, u string) ([]string, error) {
 
 // backoff is the policy after failed takes and job-stop polls:
 // exponential from BackoffBase, capped at BackoffMax, jittered.
-func (w *Worker) backoff() retry.Policy {
+func (w *JobLoop) backoff() retry.Policy {
 	return retry.Policy{Base: w.o.BackoffBase, Max: w.o.BackoffMax, Jitter: true}
 }
 

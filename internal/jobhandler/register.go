@@ -1,4 +1,4 @@
-package worker
+package jobhandler
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/retry"
-	"github.com/runpod-workers/worker-github_runner/internal/runner"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -104,8 +104,8 @@ func (s *session) registerRunner(ctx context.Context, groupID int64) error {
 // configure registers the runner with config.sh (token mode).
 func (s *session) configure(ctx context.Context, tok secret.Value) error {
 	res := s.res
-	cerr := runner.Configure(ctx, s.rcfg, runner.ConfigureOptions{URL: s.gh.RunnerURL(), Token: tok, Name: res.RunnerName, Labels: res.Labels, RunnerGroup: s.in.RunnerGroup, WorkFolder: "_work"})
-	if id, err := runner.ReadRunnerID(s.rcfg.Root); err == nil {
+	cerr := listener.Configure(ctx, s.rcfg, listener.ConfigureOptions{URL: s.gh.RunnerURL(), Token: tok, Name: res.RunnerName, Labels: res.Labels, RunnerGroup: s.in.RunnerGroup, WorkFolder: "_work"})
+	if id, err := listener.ReadRunnerID(s.rcfg.Root); err == nil {
 		res.RunnerID = id
 	}
 	if cerr != nil {

@@ -1,4 +1,4 @@
-package worker
+package jobhandler
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
-	"github.com/runpod-workers/worker-github_runner/internal/runner/runnertest"
+	"github.com/runpod-workers/worker-github_runner/internal/listener/runnertest"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 )
@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755)
 	fakeRunnerBin = filepath.Join(dir, "Runner.Listener")
-	if out, err := exec.Command("go", "build", "-o", fakeRunnerBin, "../runner/fakerunner").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", fakeRunnerBin, "../listener/fakerunner").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build fake runner: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -465,7 +465,7 @@ func TestEndToEndThroughRunPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := runpod.New(runpod.Options{Config: cfg, Handler: e.handler, Logger: e.handler.Log, Refresh: true, TakeTimeout: 2 * time.Second})
+	w, err := runpod.NewJobLoop(runpod.Options{Config: cfg, Handler: e.handler, Logger: e.handler.Log, Refresh: true, TakeTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func startInBubble(t *testing.T, h Handler, mod func(*Options)) *harness {
 	if mod != nil {
 		mod(&o)
 	}
-	w, err := New(o)
+	w, err := NewJobLoop(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestJobOverLoopback(t *testing.T) {
 	logs := &runpodtest.LogBuffer{}
 	o := fastOptions(t, p, echo, logs)
 	o.Refresh = true
-	w, err := New(o)
+	w, err := NewJobLoop(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ func TestUnreachablePlatformBacksOff(t *testing.T) {
 		logs := &runpodtest.LogBuffer{}
 		o := fastOptions(t, p, echo, logs)
 		o.Client = &http.Client{Transport: unreachable{}}
-		w, _ := New(o)
+		w, _ := NewJobLoop(o)
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		if err := w.Run(ctx); err != nil {

@@ -1,4 +1,4 @@
-package worker
+package jobhandler
 
 import (
 	"context"
@@ -162,8 +162,8 @@ func (sw *sweeper) run(ctx context.Context, h *Handler, in *Input) error {
 
 // list reads up to sweepPages pages of the runner list and returns the
 // candidates, before any is removed (a removal shifts the pages).
-func (sw *sweeper) list(ctx context.Context) ([]github.Runner, error) {
-	var out []github.Runner
+func (sw *sweeper) list(ctx context.Context) ([]github.RegisteredRunner, error) {
+	var out []github.RegisteredRunner
 	page := 1
 	for range sweepPages {
 		runners, next, err := sw.gh.RunnersPage(ctx, page)
@@ -197,7 +197,7 @@ func (sw *sweeper) lowRate() bool {
 }
 
 // candidate: the worker's name and label, offline, idle, old enough.
-func (sw *sweeper) candidate(r github.Runner) bool {
+func (sw *sweeper) candidate(r github.RegisteredRunner) bool {
 	born, ok := runnerBorn(r.Name)
 	return ok && r.Status == "offline" && !r.Busy && hasLabel(r.Labels, OwnLabel) && time.Since(born) > sw.after
 }
@@ -205,7 +205,7 @@ func (sw *sweeper) candidate(r github.Runner) bool {
 // remove reads the runner again and removes it if it is still a
 // candidate: it may have come online since it was listed (a listener
 // restarting after a self-update is briefly offline).
-func (sw *sweeper) remove(ctx context.Context, listed github.Runner) {
+func (sw *sweeper) remove(ctx context.Context, listed github.RegisteredRunner) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	log := sw.log.With("scope", sw.scope.String(), "runner", listed.Name, "runner_id", listed.ID)

@@ -1,4 +1,4 @@
-package runner_test
+package listener_test
 
 import (
 	"os"
@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/runpod-workers/worker-github_runner/internal/runner/runnertest"
+	"github.com/runpod-workers/worker-github_runner/internal/listener/runnertest"
 )
 
 var (

@@ -1,4 +1,4 @@
-package worker
+package jobhandler
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
-	"github.com/runpod-workers/worker-github_runner/internal/runner"
+	"github.com/runpod-workers/worker-github_runner/internal/listener"
 )
 
 // SelfTest is the answer to {"selftest": true}: what the image holds,
@@ -31,7 +31,7 @@ func (h *Handler) selfTest() (any, error) {
 	root := h.runnerRoot()
 	account := h.RunnerAccount
 	if account == "" {
-		account = runner.DefaultUser
+		account = listener.DefaultUser
 	}
 	st := &SelfTest{Flavour: h.getenv("WORKER_FLAVOUR"), CUDA: h.getenv("WORKER_CUDA_VERSION"), RunnerRoot: root, RunnerAccount: account,
 		GitHubPATIsSet: h.getenv(jobapi.EnvPAT) != "", Labels: h.Labels(nil), Problems: []string{}}

@@ -1,4 +1,4 @@
-package runner_test
+package listener_test
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpod-workers/worker-github_runner/internal/runner"
+	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -202,11 +202,11 @@ func TestStaleConfigurationIsRemoved(t *testing.T) {
 		cfg.User = u.Username
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		o := runner.ConfigureOptions{URL: gh + "/o", Token: secret.New("AAAREGISTRATIONTOKEN0123456789"), Name: "r-2", Labels: []string{"a"}, WorkFolder: "_work"}
-		if err := runner.Configure(ctx, cfg, o); err != nil {
+		o := listener.ConfigureOptions{URL: gh + "/o", Token: secret.New("AAAREGISTRATIONTOKEN0123456789"), Name: "r-2", Labels: []string{"a"}, WorkFolder: "_work"}
+		if err := listener.Configure(ctx, cfg, o); err != nil {
 			t.Fatal(err)
 		}
-		if id, err := runner.ReadRunnerID(root); id != 4242 || err != nil {
+		if id, err := listener.ReadRunnerID(root); id != 4242 || err != nil {
 			t.Errorf("runner id %d, %v: the stale .runner was read", id, err)
 		}
 		for _, f := range []string{".credentials", ".credentials_rsaparams", ".runner_migrated"} {

@@ -1,4 +1,4 @@
-package worker
+package jobhandler
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
+	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/platform"
-	"github.com/runpod-workers/worker-github_runner/internal/runner"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -170,7 +170,7 @@ func (h *Handler) runnerRoot() string {
 	if r := h.getenv("RUNNER_ROOT"); r != "" {
 		return r
 	}
-	return runner.DefaultRoot
+	return listener.DefaultRoot
 }
 
 func (h *Handler) environ() []string {

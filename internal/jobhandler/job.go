@@ -1,4 +1,4 @@
-package worker
+package jobhandler
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github"
-	"github.com/runpod-workers/worker-github_runner/internal/runner"
+	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
@@ -92,7 +92,7 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 	}
 	defer s.close()
 	err = s.register(ctx, u)
-	var rr *runner.Result
+	var rr *listener.Result
 	if err == nil {
 		rr, err = s.run(ctx)
 	}
@@ -109,7 +109,7 @@ type session struct {
 	log      *slog.Logger
 	redactor *secret.Redactor
 	res      *Result
-	rcfg     runner.Config
+	rcfg     listener.Config
 	start    time.Time
 	jobID    string
 	// shutdown outlives a cancel by the grace budget: registration and
@@ -159,8 +159,8 @@ func (h *Handler) account(u User) string {
 	return string(u)
 }
 
-func (h *Handler) runnerConfig(in *Input, account string, redactor *secret.Redactor, log *slog.Logger) runner.Config {
-	return runner.Config{
+func (h *Handler) runnerConfig(in *Input, account string, redactor *secret.Redactor, log *slog.Logger) listener.Config {
+	return listener.Config{
 		Root:        h.runnerRoot(),
 		User:        account,
 		BaseEnv:     h.environ(),
@@ -208,8 +208,8 @@ func (s *session) register(ctx context.Context, u runpod.Updater) error {
 
 // run runs the registered runner until its job ends and records what
 // it did.
-func (s *session) run(ctx context.Context) (*runner.Result, error) {
-	rr, err := runner.Run(ctx, s.rcfg)
+func (s *session) run(ctx context.Context) (*listener.Result, error) {
+	rr, err := listener.Run(ctx, s.rcfg)
 	if rr == nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (s *session) run(ctx context.Context) (*runner.Result, error) {
 
 // summarise is the job's answer once the runner is gone: the result, or
 // a JobError saying what failed and what became of the runner.
-func (s *session) summarise(ctx context.Context, rr *runner.Result, err error) (any, error) {
+func (s *session) summarise(ctx context.Context, rr *listener.Result, err error) (any, error) {
 	if err == nil {
 		err = s.outcome(ctx, rr)
 	}
@@ -237,7 +237,7 @@ func (s *session) summarise(ctx context.Context, rr *runner.Result, err error) (
 }
 
 // outcome is the failure the runner's result means, if any.
-func (s *session) outcome(ctx context.Context, rr *runner.Result) error {
+func (s *session) outcome(ctx context.Context, rr *listener.Result) error {
 	switch {
 	case rr == nil:
 		return errors.New("the runner did not run")

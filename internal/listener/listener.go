@@ -1,10 +1,10 @@
-// Package runner supervises the GitHub Actions runner (actions/runner) for
+// Package listener supervises the GitHub Actions runner (actions/runner) for
 // one job: it starts bin/Runner.Listener directly (no shell, and not run.sh,
 // which hides the listener's exit code), as an unprivileged user with an
 // environment stripped of the worker's secrets, streams its output with
 // secrets redacted, detects job start and end, enforces the idle and job
 // timeouts, and interprets the listener's exit codes.
-package runner
+package listener
 
 import (
 	"context"

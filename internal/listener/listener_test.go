@@ -1,4 +1,4 @@
-package runner_test
+package listener_test
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runpod-workers/worker-github_runner/internal/runner"
+	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
@@ -82,8 +82,8 @@ func (l *lines) add(s string) { l.mu.Lock(); l.l = append(l.l, s); l.mu.Unlock()
 
 func (l *lines) all() []string { l.mu.Lock(); defer l.mu.Unlock(); return append([]string{}, l.l...) }
 
-func config(root string, red *secret.Redactor, out *lines) runner.Config {
-	return runner.Config{
+func config(root string, red *secret.Redactor, out *lines) listener.Config {
+	return listener.Config{
 		Root:        root,
 		User:        "root",
 		BaseEnv:     []string{"PATH=" + os.Getenv("PATH")},
@@ -110,7 +110,7 @@ func TestLongLineDoesNotStopOutput(t *testing.T) {
 	var out lines
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := runner.Run(ctx, config(root, red, &out))
+	res, err := listener.Run(ctx, config(root, red, &out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,10 +155,10 @@ func TestFloodReachesPlatform(t *testing.T) {
 	h := runpod.HandlerFunc(func(ctx context.Context, job *runpod.Job, u runpod.Updater) (any, error) {
 		c := config(root, &secret.Redactor{}, &out)
 		c.OnLine = func(l string) { u.Stream(l) }
-		res, err := runner.Run(ctx, c)
+		res, err := listener.Run(ctx, c)
 		return res, err
 	})
-	w, err := runpod.New(runpod.Options{Config: cfg, Handler: h, Refresh: true, TakeTimeout: 2 * time.Second})
+	w, err := runpod.NewJobLoop(runpod.Options{Config: cfg, Handler: h, Refresh: true, TakeTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,17 +195,17 @@ func TestFloodReachesPlatform(t *testing.T) {
 
 // run runs the listener, bounded in time: ctx ends after 20 s, and the
 // test fails if Run has not returned 10 s later.
-func run(t *testing.T, ctx context.Context, cfg runner.Config) (*runner.Result, error) {
+func run(t *testing.T, ctx context.Context, cfg listener.Config) (*listener.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	type ran struct {
-		res *runner.Result
+		res *listener.Result
 		err error
 	}
 	done := make(chan ran, 1)
 	go func() {
-		res, err := runner.Run(ctx, cfg)
+		res, err := listener.Run(ctx, cfg)
 		done <- ran{res, err}
 	}()
 	var r ran
@@ -260,7 +260,7 @@ func TestNoSIGKILLAfterTheSessionEnds(t *testing.T) {
 	cfg := config(root, &secret.Redactor{}, &out)
 	cfg.IdleTimeout, cfg.StopGrace = 100*time.Millisecond, 300*time.Millisecond
 	var sig signals
-	runner.WatchKill(&cfg, sig.kill)
+	listener.WatchKill(&cfg, sig.kill)
 	res, err := run(t, context.Background(), cfg)
 	sig.runReturned()
 	if err != nil || !res.IdleTimedOut {
@@ -282,7 +282,7 @@ func TestStopGraceEndsInSIGKILL(t *testing.T) {
 	cfg := config(root, &secret.Redactor{}, &out)
 	cfg.IdleTimeout, cfg.StopGrace = 100*time.Millisecond, 300*time.Millisecond
 	var sig signals
-	runner.WatchKill(&cfg, sig.kill)
+	listener.WatchKill(&cfg, sig.kill)
 	start := time.Now()
 	res, err := run(t, context.Background(), cfg)
 	sig.runReturned()
@@ -330,7 +330,7 @@ func TestExitCodes(t *testing.T) {
 			if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
 				t.Errorf("error %v, want %q", err, c.err)
 			}
-			var ee *runner.ExitError
+			var ee *listener.ExitError
 			if c.code > 0 && (!errors.As(err, &ee) || ee.Code != c.code) {
 				t.Errorf("error %#v, want an *ExitError with code %d", err, c.code)
 			}
@@ -357,20 +357,20 @@ func TestJobTimeoutsAndCancel(t *testing.T) {
 		behaviour map[string]any
 		idle, job time.Duration
 		cancel    bool
-		want      runner.Result
+		want      listener.Result
 	}{
 		{"job done", map[string]any{"job_seconds": 0.1}, 0, 0, false,
-			runner.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Succeeded"}},
+			listener.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Succeeded"}},
 		{"job failed", map[string]any{"job_seconds": 0.1, "result": "Failed"}, 0, 0, false,
-			runner.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Failed"}},
+			listener.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Failed"}},
 		{"no idle timeout once the job started", map[string]any{"job_seconds": 0.6}, 300 * time.Millisecond, 0, false,
-			runner.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Succeeded"}},
+			listener.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Succeeded"}},
 		{"idle timeout", map[string]any{"mode": "idle"}, 200 * time.Millisecond, 0, false,
-			runner.Result{IdleTimedOut: true}},
+			listener.Result{IdleTimedOut: true}},
 		{"job timeout", map[string]any{"job_seconds": 60}, 0, 300 * time.Millisecond, false,
-			runner.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Canceled", JobTimedOut: true}},
+			listener.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Canceled", JobTimedOut: true}},
 		{"cancelled", map[string]any{"job_seconds": 60}, 0, 0, true,
-			runner.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Canceled", Cancelled: true}},
+			listener.Result{JobStarted: true, JobCompleted: true, JobName: "test-job", JobResult: "Canceled", Cancelled: true}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -388,7 +388,7 @@ func TestJobTimeoutsAndCancel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := runner.Result{JobStarted: res.JobStarted, JobCompleted: res.JobCompleted, JobName: res.JobName, JobResult: res.JobResult,
+			got := listener.Result{JobStarted: res.JobStarted, JobCompleted: res.JobCompleted, JobName: res.JobName, JobResult: res.JobResult,
 				IdleTimedOut: res.IdleTimedOut, JobTimedOut: res.JobTimedOut, Cancelled: res.Cancelled}
 			if got != c.want {
 				t.Errorf("result\n %+v, want\n %+v", got, c.want)
@@ -494,7 +494,7 @@ func TestScrubEnv(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := strings.Join(runner.ScrubEnv(env, c.deny, c.allow), " "); got != c.want {
+			if got := strings.Join(listener.ScrubEnv(env, c.deny, c.allow), " "); got != c.want {
 				t.Errorf("\n got %s\nwant %s", got, c.want)
 			}
 		})
@@ -522,7 +522,7 @@ func TestReadRunnerID(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			id, err := runner.ReadRunnerID(root)
+			id, err := listener.ReadRunnerID(root)
 			if id != c.id || c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
 				t.Errorf("%d, %v; want %d, %q", id, err, c.id, c.err)
 			}
@@ -556,10 +556,10 @@ func TestConfigureThenReadRunnerID(t *testing.T) {
 	os.Remove(filepath.Join(root, ".runner"))
 	var out lines
 	cfg := config(root, &secret.Redactor{}, &out)
-	o := runner.ConfigureOptions{URL: gh.URL + "/o", Token: secret.New(token), Name: "r-1", Labels: []string{"a", "b"}, WorkFolder: "_work"}
+	o := listener.ConfigureOptions{URL: gh.URL + "/o", Token: secret.New(token), Name: "r-1", Labels: []string{"a", "b"}, WorkFolder: "_work"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := runner.Configure(ctx, cfg, o); err != nil {
+	if err := listener.Configure(ctx, cfg, o); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -569,7 +569,7 @@ func TestConfigureThenReadRunnerID(t *testing.T) {
 		t.Errorf("registration %v", got)
 	}
 	mu.Unlock()
-	if id, err := runner.ReadRunnerID(root); id != 4242 || err != nil {
+	if id, err := listener.ReadRunnerID(root); id != 4242 || err != nil {
 		t.Errorf("runner id %d, %v", id, err)
 	}
 	if !slices.Contains(out.all(), "√ Runner successfully added") {
@@ -578,7 +578,7 @@ func TestConfigureThenReadRunnerID(t *testing.T) {
 	mu.Lock()
 	refuse = true
 	mu.Unlock()
-	err := runner.Configure(ctx, cfg, o)
+	err := listener.Configure(ctx, cfg, o)
 	if err == nil || !strings.Contains(err.Error(), "configure runner: exit status 1: fake runner: registration refused: HTTP 403") {
 		t.Errorf("refused registration: %v", err)
 	}

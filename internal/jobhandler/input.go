@@ -1,8 +1,8 @@
-// Package worker is the RunPod job handler of worker-github_runner: for each
+// Package jobhandler is the RunPod job handler of worker-github_runner: for each
 // job it registers an ephemeral GitHub Actions runner, lets it run exactly
 // one workflow job, guarantees the runner is removed afterwards, and
 // returns a structured result.
-package worker
+package jobhandler
 
 import (
 	"bytes"
@@ -72,7 +72,7 @@ const (
 	// loopback address: for tests against a fake GitHub only.
 	EnvTestLoopbackHTTP = "WGR_TEST_ALLOW_HTTP_LOOPBACK"
 	// EnvDeny and EnvAllow adjust which of the worker's variables the
-	// runner's environment leaves out (runner.Config's Deny and Allow).
+	// runner's environment leaves out (listener.Config's Deny and Allow).
 	EnvDeny  = "RUNNER_ENV_DENY"
 	EnvAllow = "RUNNER_ENV_ALLOW"
 )
