@@ -47,8 +47,8 @@ Environment: RUNPOD_API_KEY (required), GITHUB_PAT (else the endpoint's own), GI
 	ghAPI := fs.String("github-api-url", "", "GitHub Enterprise Server API URL")
 	runnerUser := fs.String("runner-user", "", "runner (default) or root: jobs run as root, and can read the worker's secrets")
 	idle := fs.Duration("idle-timeout", 5*time.Minute, "give up when no workflow job arrives in this time")
-	job := fs.Duration("job-timeout", 6*time.Hour, "stop a workflow job that runs longer")
-	ttl := fs.Duration("ttl", 0, "how long the RunPod job may wait in the queue (0: RunPod's default)")
+	job := fs.Duration("job-timeout", 6*time.Hour, "stop a workflow job that runs longer; the RunPod job's execution timeout is idle + job timeout + 10m, at most 7 days")
+	ttl := fs.Duration("ttl", 0, "RunPod's ttl: how long the job may exist, queued and running, before RunPod drops it and its data (0: the execution timeout + 24h, at most 7 days)")
 	jobID := fs.String("job-id", "", "the RunPod job to stop")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up on RunPod's API after this long")
 	if err := fs.Parse(args[1:]); err != nil {

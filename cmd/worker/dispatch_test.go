@@ -165,14 +165,21 @@ func TestDispatchErrors(t *testing.T) {
 
 func TestDispatchRetriesAndTimesOut(t *testing.T) {
 	f := newFakeAPI(t)
-	f.fail = []int{500, 429}
+	// A 429 is a refusal: /run is sent again. A 500 may come after RunPod
+	// created the job: /run is not sent again (a second billed runner).
+	f.fail = []int{429, 429}
 	start := time.Now()
 	code, _, stderr, out := dispatchRun(t, f, nil, "start", "--endpoint", endpoint, "--github-org", "o")
 	if code != 0 || out["job-id"] == "" {
-		t.Fatalf("after 500 and 429: %d %s", code, stderr)
+		t.Fatalf("after two 429s: %d %s", code, stderr)
 	}
 	if time.Since(start) < 2*time.Second {
 		t.Error("retries did not wait")
+	}
+	f.fail = []int{500}
+	code, _, stderr, _ = dispatchRun(t, f, nil, "start", "--endpoint", endpoint, "--github-org", "o")
+	if code != 1 || !strings.Contains(stderr, "may have created the job") {
+		t.Errorf("after a 500: %d %s", code, stderr)
 	}
 	f.delay = 3 * time.Second
 	start = time.Now()

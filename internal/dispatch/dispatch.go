@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
@@ -26,6 +28,16 @@ import (
 
 // DefaultAPIURL is RunPod's endpoint API.
 const DefaultAPIURL = "https://api.runpod.ai/v2"
+
+// RunPod's bounds on a job's policy. MaxTimeout is RunPod's limit on both
+// executionTimeout and ttl (7 days). QueueAllowance is how long the
+// default ttl lets a job wait in RunPod's queue besides its execution
+// timeout: 24 h, as long as GitHub lets a workflow job wait for a
+// self-hosted runner.
+const (
+	MaxTimeout     = 7 * 24 * time.Hour
+	QueueAllowance = 24 * time.Hour
+)
 
 // Client calls one endpoint.
 type Client struct {
@@ -67,7 +79,9 @@ type StartOptions struct {
 	// ExecutionTimeout bounds the RunPod job (policy.executionTimeout);
 	// default: idle + job timeout + 10 minutes.
 	ExecutionTimeout time.Duration
-	// TTL bounds how long the job may wait in RunPod's queue.
+	// TTL bounds the job's whole life at RunPod, queue and execution
+	// (policy.ttl); RunPod deletes the job when it expires. Default: the
+	// execution timeout + QueueAllowance, at most MaxTimeout.
 	TTL time.Duration
 }
 
@@ -83,6 +97,31 @@ func (o StartOptions) Input() jobapi.Input {
 		IdleTimeout:  jobapi.Seconds(o.IdleTimeout),
 		JobTimeout:   jobapi.Seconds(o.JobTimeout),
 	}
+}
+
+// policy is the job's execution timeout (default: idle + job timeout + 10
+// minutes) and ttl (default: the execution timeout + QueueAllowance, at
+// most MaxTimeout). RunPod's ttl covers the wait in the queue and the run,
+// and deletes the job's data when it expires, so it is never shorter than
+// the execution timeout.
+func (o StartOptions) policy() (exec, ttl time.Duration, err error) {
+	exec, ttl = o.ExecutionTimeout, o.TTL
+	if exec == 0 && o.JobTimeout > 0 {
+		exec = o.IdleTimeout + o.JobTimeout + 10*time.Minute
+	}
+	if exec > MaxTimeout {
+		return 0, 0, fmt.Errorf("execution timeout %v (idle + job timeout + 10m) is over RunPod's limit of %v: shorten the job or idle timeout", exec, MaxTimeout)
+	}
+	if ttl > MaxTimeout {
+		return 0, 0, fmt.Errorf("ttl %v is over RunPod's limit of %v", ttl, MaxTimeout)
+	}
+	if ttl == 0 && exec > 0 {
+		ttl = min(exec+QueueAllowance, MaxTimeout)
+	}
+	if ttl > 0 && ttl < exec {
+		return 0, 0, fmt.Errorf("ttl %v is shorter than the execution timeout %v: RunPod's ttl covers the wait in the queue and the run", ttl, exec)
+	}
+	return exec, ttl, nil
 }
 
 // Job is RunPod's view of a job.
@@ -114,13 +153,22 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	exec := o.ExecutionTimeout
-	if exec == 0 && o.JobTimeout > 0 {
-		exec = o.IdleTimeout + o.JobTimeout + 10*time.Minute
+	exec, ttl, err := o.policy()
+	if err != nil {
+		return nil, err
 	}
-	body := jobapi.RunRequest{Input: input, Policy: jobapi.NewPolicy(exec, o.TTL)}
+	body := jobapi.RunRequest{Input: input, Policy: jobapi.NewPolicy(exec, ttl)}
 	var j Job
-	if err := c.call(ctx, http.MethodPost, "run", body, &j); err != nil {
+	// /run is not idempotent and RunPod offers no way to look a job up by
+	// its input or label: a request that may have reached RunPod is never
+	// sent again (see maybeReceived).
+	if err := c.call(ctx, http.MethodPost, "run", body, &j, false); err != nil {
+		var mr *maybeReceivedError
+		if errors.As(err, &mr) {
+			return nil, fmt.Errorf("%w; RunPod may have created the job anyway: not sent again, so as not to start "+
+				"a second billed runner (if it was created, its runner, labelled %s, gives up after the idle timeout)",
+				mr.err, strings.Join(o.Labels, ","))
+		}
 		return nil, err
 	}
 	if j.ID == "" {
@@ -135,7 +183,7 @@ func (c *Client) Status(ctx context.Context, id string) (*Job, error) {
 		return nil, err
 	}
 	var j Job
-	if err := c.call(ctx, http.MethodGet, "status/"+url.PathEscape(id), nil, &j); err != nil {
+	if err := c.call(ctx, http.MethodGet, "status/"+url.PathEscape(id), nil, &j, true); err != nil {
 		return nil, err
 	}
 	return &j, nil
@@ -152,7 +200,7 @@ func (c *Client) Stop(ctx context.Context, id string) (*Job, bool, error) {
 		return j, false, nil
 	}
 	var cj Job
-	if err := c.call(ctx, http.MethodPost, "cancel/"+url.PathEscape(id), nil, &cj); err != nil {
+	if err := c.call(ctx, http.MethodPost, "cancel/"+url.PathEscape(id), nil, &cj, true); err != nil {
 		return j, false, err
 	}
 	if cj.Status == "" {
@@ -180,7 +228,11 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("RunPod %s: HTTP %d%s %s", e.Op, e.Status, hint, e.Msg)
 }
 
-func (c *Client) call(ctx context.Context, method, path string, body any, out any) error {
+// call makes a request, retrying transport errors, 429 and 5xx. A call
+// that is not idempotent is retried only when the request provably did
+// not reach RunPod (see maybeReceived); otherwise its error is a
+// *maybeReceivedError.
+func (c *Client) call(ctx context.Context, method, path string, body any, out any, idempotent bool) error {
 	base := strings.TrimRight(c.APIURL, "/")
 	if base == "" {
 		base = DefaultAPIURL
@@ -205,18 +257,56 @@ func (c *Client) call(ctx context.Context, method, path string, body any, out an
 			return err
 		}
 	}
-	// Transport errors, 429 and 5xx are retried; waits double, no jitter.
+	// Waits double, no jitter.
 	p := retry.Policy{Attempts: attempts, Base: wait, Classify: func(err error, _ int) retry.Verdict {
+		if !idempotent {
+			return retry.Verdict{Retry: notReceived(err)}
+		}
 		var ae *APIError
 		var te transportError
 		return retry.Verdict{Retry: errors.As(err, &te) || errors.As(err, &ae) && (ae.Status == 429 || ae.Status >= 500)}
 	}}
 	err := retry.Do(ctx, p, func(int) error { return c.once(ctx, hc, method, u, op, payload, out) })
 	if re := (*retry.Error)(nil); errors.As(err, &re) {
-		return re.Err
+		err = re.Err
+	}
+	if err != nil && !idempotent && maybeReceived(err) {
+		return &maybeReceivedError{err}
 	}
 	return err
 }
+
+// maybeReceived reports whether a failed request may have been acted on:
+// true unless it is a 429 (RunPod refused it before processing) or a
+// transport error before the request was fully written (a refused
+// connection, DNS, TLS). A 4xx other than 429 is a refusal too, but not
+// one a retry cures: it is not retried either way.
+func maybeReceived(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status >= 500
+	}
+	var te transportError
+	if errors.As(err, &te) {
+		return te.sent
+	}
+	return false
+}
+
+// notReceived reports whether a failed request provably never reached
+// RunPod, or was refused before processing: a transport error before the
+// request was fully written, or a 429.
+func notReceived(err error) bool {
+	var ae *APIError
+	var te transportError
+	return errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests || errors.As(err, &te) && !te.sent
+}
+
+// maybeReceivedError is a non-idempotent call whose outcome is unknown.
+type maybeReceivedError struct{ err error }
+
+func (e *maybeReceivedError) Error() string { return e.err.Error() }
+func (e *maybeReceivedError) Unwrap() error { return e.err }
 
 // once makes one request: transport errors and error answers come back
 // as errors, an *APIError for an answer.
@@ -228,10 +318,14 @@ func (c *Client) once(ctx context.Context, hc *http.Client, method, u, op string
 	req.Header.Set("Authorization", "Bearer "+c.APIKey.Reveal())
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "worker-github_runner-dispatch")
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
+	}))
 	resp, err := hc.Do(req)
 	if err != nil {
 		// Transport errors carry the URL, never the headers.
-		return transportError{fmt.Errorf("RunPod %s: %w", op, err)}
+		return transportError{fmt.Errorf("RunPod %s: %w", op, err), sent.Load()}
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
@@ -246,8 +340,12 @@ func (c *Client) once(ctx context.Context, hc *http.Client, method, u, op string
 	return nil
 }
 
-// transportError is a request that got no answer: retried.
-type transportError struct{ error }
+// transportError is a request that got no answer; sent: the request was
+// fully written, so the server may have acted on it.
+type transportError struct {
+	error
+	sent bool
+}
 
 func (e transportError) Unwrap() error { return e.error }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gh "github.com/google/go-github/v66/github"
@@ -39,18 +40,90 @@ func InstallationToken(ctx context.Context, o Options, app App) (secret.Value, e
 	if err != nil {
 		return secret.Value{}, err
 	}
+	tok, _, err := app.mint(ctx, c)
+	return tok, err
+}
+
+// mint mints a token through c, an app client, and returns when it
+// expires (GitHub's expires_at; one hour from now if GitHub omits it).
+func (a App) mint(ctx context.Context, c *Client) (secret.Value, time.Time, error) {
 	const op = "GitHub App token"
 	tok, resp, err := callFor(ctx, c, op, func() (*gh.InstallationToken, *gh.Response, error) {
-		return c.gh.Apps.CreateInstallationToken(ctx, app.InstallationID, &gh.InstallationTokenOptions{})
+		return c.gh.Apps.CreateInstallationToken(ctx, a.InstallationID, &gh.InstallationTokenOptions{})
 	})
 	if err != nil {
-		return secret.Value{}, err
+		return secret.Value{}, time.Time{}, err
 	}
 	if tok.GetToken() == "" {
-		return secret.Value{}, app.refusal(op, resp.StatusCode, nil)
+		return secret.Value{}, time.Time{}, a.refusal(op, resp.StatusCode, nil)
 	}
-	return secret.New(tok.GetToken()), nil
+	expires := tok.GetExpiresAt().Time
+	if expires.IsZero() {
+		expires = time.Now().Add(time.Hour)
+	}
+	return secret.New(tok.GetToken()), expires, nil
 }
+
+// TokenRefreshMargin: an installation token with less than this left
+// is replaced by a new one before a request (GitHub's tokens live an
+// hour; a job may run for many).
+const TokenRefreshMargin = 5 * time.Minute
+
+// NewAppClient makes a client for scope that authenticates as the app's
+// installation: it mints a token now (its errors are returned here), and
+// mints anew before any request once the token has less than
+// TokenRefreshMargin left. minted, if not nil, receives each token (to
+// redact it). o.Token is not used.
+func NewAppClient(ctx context.Context, scope Scope, o Options, app App, minted func(secret.Value)) (*Client, error) {
+	mc, err := app.client(o)
+	if err != nil {
+		return nil, err
+	}
+	src := &appTokens{mint: func(ctx context.Context) (secret.Value, time.Time, error) { return app.mint(ctx, mc) }, minted: minted}
+	if _, err := src.get(ctx); err != nil {
+		return nil, errors.Unwrap(err)
+	}
+	return newScopeClient(scope, o, src.get)
+}
+
+// appTokens is an installation token, minted anew when it runs out.
+type appTokens struct {
+	mint   func(context.Context) (secret.Value, time.Time, error)
+	minted func(secret.Value)
+
+	mu      sync.Mutex
+	tok     secret.Value
+	expires time.Time
+}
+
+// get returns a token with more than TokenRefreshMargin left, minting one
+// if need be; if minting fails, the old token while it is still valid.
+func (t *appTokens) get(ctx context.Context) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.tok.Empty() && time.Until(t.expires) > TokenRefreshMargin {
+		return t.tok.Reveal(), nil
+	}
+	tok, expires, err := t.mint(ctx)
+	switch {
+	case err != nil && !t.tok.Empty() && time.Now().Before(t.expires):
+		return t.tok.Reveal(), nil
+	case err != nil:
+		return "", &tokenError{err: err}
+	}
+	t.tok, t.expires = tok, expires
+	if t.minted != nil {
+		t.minted(tok)
+	}
+	return tok.Reveal(), nil
+}
+
+// tokenError is a request not sent: no installation token could be
+// minted (minting had its own retries).
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
 
 // client is a client of o.APIURL that authenticates as the app: a JWT is
 // signed per request (rate-limit waits can outlast one). A bad URL or a
@@ -63,8 +136,8 @@ func (a App) client(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	sign := func() (string, error) { return appJWT(a.ID, key, time.Now()) }
-	if _, err := sign(); err != nil {
+	sign := func(context.Context) (string, error) { return appJWT(a.ID, key, time.Now()) }
+	if _, err := sign(context.Background()); err != nil {
 		return nil, err
 	}
 	hc := o.httpClient()

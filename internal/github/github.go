@@ -65,6 +65,9 @@ type Options struct {
 	HTTP   *http.Client
 	// Log receives what the client waits for (rate limits); nil: nothing.
 	Log *slog.Logger
+	// FailOnRateLimit makes the client's calls, and minting an app's
+	// tokens, fail at once on a rate limit (see Client.FailOnRateLimit).
+	FailOnRateLimit bool
 	// TestOnlyAllowLoopbackHTTP lets credentials go over plain http to
 	// 127.0.0.1, ::1 or localhost, for tests against a fake GitHub. Never
 	// set it in production: credentials travel over https only.
@@ -191,9 +194,14 @@ func NewClient(scope Scope, o Options) (*Client, error) {
 	if o.Token.Empty() {
 		return nil, errors.New("no GitHub credential: set github_pat in the job input or GITHUB_PAT in the endpoint's environment")
 	}
-	hc := o.httpClient()
 	tok := o.Token.Reveal()
-	hc.Transport = bearer{base: hc.Transport, token: func() (string, error) { return tok, nil }}
+	return newScopeClient(scope, o, func(context.Context) (string, error) { return tok, nil })
+}
+
+// newScopeClient is a client for scope that sends token's credential.
+func newScopeClient(scope Scope, o Options, token func(context.Context) (string, error)) (*Client, error) {
+	hc := o.httpClient()
+	hc.Transport = bearer{base: hc.Transport, token: token}
 	c, err := newClient(o, hc)
 	if err != nil {
 		return nil, err
@@ -217,21 +225,22 @@ func newClient(o Options, hc *http.Client) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{gh: g, web: ServerURL(api), log: log, Attempts: 5, Backoff: time.Second, MaxWait: 60 * time.Second, MaxRateLimitWait: 5 * time.Minute}, nil
+	return &Client{gh: g, web: ServerURL(api), log: log, Attempts: 5, Backoff: time.Second, MaxWait: 60 * time.Second, MaxRateLimitWait: 5 * time.Minute,
+		FailOnRateLimit: o.FailOnRateLimit}, nil
 }
 
 // maxAnswer bounds what is read of one answer of GitHub's.
 const maxAnswer = 8 << 20
 
-// bearer sends each request with Authorization: Bearer token() and reads
+// bearer sends each request with Authorization: Bearer token(its ctx) and reads
 // at most maxAnswer bytes of the answer.
 type bearer struct {
 	base  http.RoundTripper // nil: http.DefaultTransport
-	token func() (string, error)
+	token func(context.Context) (string, error)
 }
 
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	tok, err := b.token()
+	tok, err := b.token(r.Context())
 	if err != nil {
 		if r.Body != nil {
 			r.Body.Close()
@@ -378,15 +387,21 @@ func (c *Client) RunnerGroupID(ctx context.Context, name string) (int64, error) 
 
 // JITConfig registers a just-in-time runner and returns its id and its
 // encoded configuration (a secret: whoever holds it receives the job).
+// The POST is not idempotent: when an attempt's answer was lost (a 5xx,
+// a transport error) and the retry meets 409 for the name, the runner of
+// that name is the lost attempt's (names are unique per job and second):
+// it is removed and the registration tried once more.
 func (c *Client) JITConfig(ctx context.Context, name string, groupID int64, labels []string, workFolder string) (int64, secret.Value, error) {
 	req := &gh.GenerateJITConfigRequest{Name: name, RunnerGroupID: groupID, Labels: labels, WorkFolder: &workFolder}
-	cfg, _, err := callFor(ctx, c, "create JIT runner config", func() (*gh.JITRunnerConfig, *gh.Response, error) {
-		cfg, resp, err := c.api.jit(ctx, c.scope.Owner, req)
-		if resp != nil && resp.StatusCode == http.StatusConflict {
-			return cfg, resp, fmt.Errorf("a runner named %q already exists", name)
+	cfg, lost, err := c.jit(ctx, req)
+	if lost && conflict(err) {
+		if err = c.removeLost(ctx, name); err == nil {
+			err = cutoffErr(ctx)
 		}
-		return cfg, resp, err
-	})
+		if err == nil {
+			cfg, _, err = c.jit(ctx, req)
+		}
+	}
 	if err != nil {
 		return 0, secret.Value{}, err
 	}
@@ -394,6 +409,52 @@ func (c *Client) JITConfig(ctx context.Context, name string, groupID int64, labe
 		return 0, secret.Value{}, errors.New("create JIT runner config: GitHub returned no runner id or config")
 	}
 	return cfg.GetRunner().GetID(), secret.New(cfg.GetEncodedJITConfig()), nil
+}
+
+// jit is one generate-jitconfig call with the retry policy; lost says an
+// attempt ended without GitHub's answer (it may have registered).
+func (c *Client) jit(ctx context.Context, req *gh.GenerateJITConfigRequest) (cfg *gh.JITRunnerConfig, lost bool, err error) {
+	cfg, _, err = callFor(ctx, c, "create JIT runner config", func() (*gh.JITRunnerConfig, *gh.Response, error) {
+		cfg, resp, err := c.api.jit(ctx, c.scope.Owner, req)
+		if resp == nil || resp.Response == nil || resp.StatusCode >= 500 {
+			lost = lost || err != nil
+		}
+		if resp != nil && resp.StatusCode == http.StatusConflict {
+			return cfg, resp, fmt.Errorf("a runner named %q already exists", req.Name)
+		}
+		return cfg, resp, err
+	})
+	return cfg, lost, err
+}
+
+// cutoffErr is an error once WithRetryCutoff's cutoff is done: no new
+// registration starts for a cancelled job.
+func cutoffErr(ctx context.Context) error {
+	if cut, ok := ctx.Value(retryCutoffKey{}).(context.Context); ok && cut.Err() != nil {
+		return &APIError{Op: "create JIT runner config", Err: errors.New("not registered again, the job is cancelled")}
+	}
+	return nil
+}
+
+func conflict(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusConflict
+}
+
+// removeLost removes the runner a registration whose answer was lost
+// made, found by its name.
+func (c *Client) removeLost(ctx context.Context, name string) error {
+	r, found, err := c.FindRunner(ctx, name)
+	if err != nil {
+		return fmt.Errorf("create JIT runner config: an attempt's answer was lost and the retry met 409; could not look runner %s up: %w", name, err)
+	}
+	if found {
+		c.log.Warn("a registration's answer was lost and GitHub kept the runner: removing it to register again", "runner", name, "runner_id", r.ID)
+		if err := c.DeleteRunner(ctx, r.ID); err != nil {
+			return fmt.Errorf("create JIT runner config: could not remove runner %s, which a registration whose answer was lost made: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // RegistrationToken returns a token for config.sh (valid one hour).

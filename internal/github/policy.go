@@ -87,6 +87,9 @@ func (o policyOptions) do(ctx context.Context, st *attemptState, f func() error)
 
 func (o policyOptions) classify(st *attemptState) retry.Verdict {
 	st.rateLimited = false
+	if te := (*tokenError)(nil); errors.As(st.err, &te) {
+		return retry.Verdict{Err: te.err} // not sent; minting was retried
+	}
 	if wait, limited := st.rateLimitWait(); limited {
 		switch {
 		case o.failOnRateLimit:

@@ -141,19 +141,20 @@ func (h *Handler) Labels(extra []string) []string {
 	return out
 }
 
-// client is a GitHub client for scope with the input's credential; a
-// GitHub App's installation token is minted here.
-func (h *Handler) client(ctx context.Context, in *Input, scope github.Scope, redactor *secret.Redactor, log *slog.Logger) (*github.Client, error) {
-	o := github.Options{APIURL: in.APIURL, Token: in.PAT, HTTP: h.HTTP, Log: log, TestOnlyAllowLoopbackHTTP: in.TestOnlyAllowLoopbackHTTP}
+// client is a GitHub client for scope with the input's credential. A
+// GitHub App's installation token is minted here, and anew whenever it
+// nears its expiry (a job may outlast it; cleanup must not fail for it).
+// failOnRateLimit makes every call, minting included, fail at once on a
+// rate limit (the sweep).
+func (h *Handler) client(ctx context.Context, in *Input, scope github.Scope, redactor *secret.Redactor, log *slog.Logger, failOnRateLimit bool) (*github.Client, error) {
+	o := github.Options{APIURL: in.APIURL, Token: in.PAT, HTTP: h.HTTP, Log: log, FailOnRateLimit: failOnRateLimit, TestOnlyAllowLoopbackHTTP: in.TestOnlyAllowLoopbackHTTP}
+	var gh *github.Client
+	var err error
 	if o.Token.Empty() && in.App != nil {
-		tok, err := github.InstallationToken(ctx, o, *in.App)
-		if err != nil {
-			return nil, err
-		}
-		redactor.Add(tok)
-		o.Token = tok
+		gh, err = github.NewAppClient(ctx, scope, o, *in.App, func(tok secret.Value) { redactor.Add(tok) })
+	} else {
+		gh, err = github.NewClient(scope, o)
 	}
-	gh, err := github.NewClient(scope, o)
 	if err == nil && h.GitHubBackoff > 0 {
 		gh.Backoff = h.GitHubBackoff
 		gh.MaxWait = 20 * h.GitHubBackoff

@@ -140,7 +140,7 @@ func (h *Handler) open(ctx context.Context, jobID string, in *Input, redactor *s
 	if err := checkRunner(h.runnerRoot(), account); err != nil {
 		return nil, err
 	}
-	gh, err := h.client(ctx, in, in.Scope, redactor, log)
+	gh, err := h.client(ctx, in, in.Scope, redactor, log, false)
 	if err != nil {
 		return nil, errors.New(errLine(redactor, err))
 	}

@@ -140,11 +140,10 @@ type sweeper struct {
 }
 
 func (sw *sweeper) run(ctx context.Context, h *Handler, in *Input) error {
-	gh, err := h.client(ctx, in, sw.scope, sw.redactor, sw.log)
+	gh, err := h.client(ctx, in, sw.scope, sw.redactor, sw.log, true)
 	if err != nil {
 		return err
 	}
-	gh.FailOnRateLimit = true
 	sw.gh = gh
 	candidates, err := sw.list(ctx)
 	if err != nil {

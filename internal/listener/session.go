@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/retry"
 )
 
 // hookPoll is how often a session looks for the hooks' marker files.
@@ -175,26 +177,25 @@ func (s *session) finish(err error) (int, error) {
 	return code, nil
 }
 
-// timer is a timer a session owns: unset, its channel is nil, never
-// ready; set, it fires once, unless stopped first.
-type timer struct{ t *time.Timer }
+// timer is a timer a session owns (on retry's clock, the module's one
+// source of timers): unset, its channel is nil, never ready; set, it
+// fires once, unless stopped first.
+type timer struct {
+	c    <-chan time.Time
+	halt func() bool
+}
 
 func (t *timer) set(d time.Duration) {
 	t.stop()
-	t.t = time.NewTimer(d)
+	t.c, t.halt = retry.Real.Timer(d)
 }
 
 func (t *timer) stop() {
-	if t.t != nil {
-		t.t.Stop()
-		t.t = nil
+	if t.halt != nil {
+		t.halt()
+		t.c, t.halt = nil, nil
 	}
 }
 
 // fired is the timer's channel, nil when unset.
-func (t *timer) fired() <-chan time.Time {
-	if t.t == nil {
-		return nil
-	}
-	return t.t.C
-}
+func (t *timer) fired() <-chan time.Time { return t.c }

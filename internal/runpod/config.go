@@ -35,6 +35,10 @@ type Config struct {
 	PingInterval time.Duration
 	JSONLogs     bool   // RUNPOD_ENDPOINT_ID is set
 	LogLevel     string // RUNPOD_LOG_LEVEL
+	// ShutdownFinish is WORKER_SHUTDOWN_FINISH (a duration, default 0): how
+	// long held jobs may run on after SIGTERM before they are cancelled
+	// (Options.ShutdownFinish).
+	ShutdownFinish time.Duration
 }
 
 // OnPlatform reports whether the worker runs on RunPod (a take URL is set).
@@ -68,6 +72,13 @@ func ConfigFromEnv(getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("RUNPOD_PING_INTERVAL=%q is not a number of milliseconds", v)
 		}
 		c.PingInterval = max(time.Duration(ms)*time.Millisecond, time.Second)
+	}
+	if v := getenv("WORKER_SHUTDOWN_FINISH"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("WORKER_SHUTDOWN_FINISH=%.40q is not a duration such as 90s or 10m", v)
+		}
+		c.ShutdownFinish = d
 	}
 	if c.TakeURL != "" {
 		if c.DoneURL == "" {

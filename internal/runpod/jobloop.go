@@ -34,6 +34,12 @@ type Options struct {
 	// Grace bounds shutdown: the time held jobs get to return and post their
 	// results after SIGTERM (default 25 s).
 	Grace time.Duration
+	// ShutdownFinish is how long held jobs may run on after SIGTERM before
+	// they are cancelled (then they get Grace); 0 (default: Config's
+	// ShutdownFinish) cancels them at once. Jobs taken but not started are
+	// never started after SIGTERM: they are answered "the worker is
+	// shutting down".
+	ShutdownFinish time.Duration
 	// Version goes into the User-Agent.
 	Version string
 
@@ -66,6 +72,7 @@ func (o *Options) defaults() {
 		}
 	}
 	def(&o.Grace, 25*time.Second)
+	def(&o.ShutdownFinish, o.Config.ShutdownFinish)
 	def(&o.TakeTimeout, 90*time.Second)
 	def(&o.RateLimitWait, 5*time.Second)
 	def(&o.BackoffBase, time.Second)
@@ -102,6 +109,7 @@ type JobLoop struct {
 	running  int
 	slot     chan struct{} // signalled when a job ends
 	stopTake bool
+	shutdown bool // SIGTERM came: no job starts any more
 	takeStop context.CancelFunc
 	jobs     sync.WaitGroup
 }
@@ -167,7 +175,7 @@ func (w *JobLoop) Run(ctx context.Context) error {
 		// Whatever happens next, jobs taken are held, run (Concurrency at
 		// a time) and answered; on shutdown, without calling the handler.
 		if ctx.Err() != nil {
-			cancelJobs(errShutdown)
+			w.shutDown(cancelJobs)
 		}
 		w.hold(jobsCtx, jobs)
 		for _, m := range bad {
@@ -202,6 +210,10 @@ func (w *JobLoop) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		w.shutDown(cancelJobs)
+		if !w.finishHeld(done) {
+			break
+		}
 		w.log.Info("shutting down: cancelling held jobs", "jobs", w.heldIDs(), "grace", w.o.Grace)
 		cancelJobs(errShutdown)
 		grace, cancel := context.WithTimeout(context.Background(), w.o.Grace)
@@ -214,6 +226,34 @@ func (w *JobLoop) Run(ctx context.Context) error {
 	}
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// shutDown marks the loop as shutting down: no job starts any more. Held
+// jobs are cancelled at once unless ShutdownFinish lets them run on.
+func (w *JobLoop) shutDown(cancelJobs context.CancelCauseFunc) {
+	w.mu.Lock()
+	w.shutdown = true
+	w.mu.Unlock()
+	if w.o.ShutdownFinish <= 0 {
+		cancelJobs(errShutdown)
+	}
+}
+
+// finishHeld lets the held jobs run on for ShutdownFinish; it reports
+// whether some are still running then.
+func (w *JobLoop) finishHeld(done <-chan struct{}) bool {
+	if w.o.ShutdownFinish <= 0 {
+		return true
+	}
+	w.log.Info("shutting down: letting held jobs finish", "jobs", w.heldIDs(), "within", w.o.ShutdownFinish)
+	fired, stop := retry.Real.Timer(w.o.ShutdownFinish)
+	defer stop()
+	select {
+	case <-done:
+		return false
+	case <-fired:
+		return true
+	}
 }
 
 func (w *JobLoop) stopping() bool {
@@ -396,7 +436,12 @@ func (w *JobLoop) runJob(h *heldJob, job *Job) {
 	var err error
 	// The parent is cancelled before its children are, one by one: a job
 	// whose turn comes while SIGTERM cancels them must not start.
-	if h.parent.Err() != nil {
+	w.mu.Lock()
+	shutdown := w.shutdown
+	w.mu.Unlock()
+	if shutdown {
+		err = fmt.Errorf("job cancelled before it started: %v", errShutdown)
+	} else if h.parent.Err() != nil {
 		err = fmt.Errorf("job cancelled before it started: %v", context.Cause(h.parent))
 	} else if ctx.Err() != nil {
 		err = fmt.Errorf("job cancelled before it started: %v", context.Cause(ctx))
@@ -572,6 +617,11 @@ func (w *JobLoop) cancelPoll(ctx context.Context, u string) {
 	failures := 0
 	for ctx.Err() == nil {
 		ids, err := w.pollStop(ctx, u)
+		if errors.Is(err, errRateLimited) {
+			failures = 0
+			retry.Sleep(ctx, nil, w.o.RateLimitWait)
+			continue
+		}
 		if err != nil {
 			failures++
 			retry.Sleep(ctx, nil, w.backoff().Delay(failures))
@@ -613,6 +663,10 @@ func (w *JobLoop) platformCancel(id string) {
 	}
 }
 
+// errRateLimited is a job-stop poll answered 429: asked again after
+// RateLimitWait, as a take is.
+var errRateLimited = errors.New("job stop: HTTP 429")
+
 func (w *JobLoop) pollStop(ctx context.Context, u string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.o.TakeTimeout)
 	defer cancel()
@@ -631,6 +685,9 @@ func (w *JobLoop) pollStop(ctx context.Context, u string) ([]string, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNoContent {
 		return nil, nil
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return nil, errRateLimited
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("job stop: HTTP %d", resp.StatusCode)

@@ -690,3 +690,125 @@ func TestProgressFloodKeepsNewest(t *testing.T) {
 		}
 	})
 }
+
+// With ShutdownFinish (runpod-python's semantics), SIGTERM stops the
+// taking and lets a held job run on for that long before it is cancelled.
+func TestShutdownFinishLetsHeldJobsEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan string, 2)
+		slow := HandlerFunc(func(ctx context.Context, job *Job, u Updater) (any, error) {
+			started <- job.ID
+			select {
+			case <-time.After(time.Duration(len(job.ID)) * time.Second):
+				return "done", nil
+			case <-ctx.Done():
+				return nil, errors.New("job cancelled: " + context.Cause(ctx).Error())
+			}
+		})
+		h := startInBubble(t, slow, func(o *Options) { o.ShutdownFinish = 4 * time.Second; o.Concurrency = 2 })
+		// f2 ends 2 s in, long-job-8 would need 10 s; w3 waits for a slot.
+		h.p.AddRaw(`[{"id":"f2","input":1},{"id":"long-job-8","input":1},{"id":"w3","input":1}]`)
+		<-started
+		<-started
+		h.cancel()
+		if post := final(t, h.p, "f2"); post.Body["output"] != "done" {
+			t.Errorf("a job that ends within ShutdownFinish: %v", post.Body)
+		}
+		if e, _ := final(t, h.p, "w3").Body["error"].(string); e != "job cancelled before it started: the worker is shutting down" {
+			t.Errorf("a job waiting at SIGTERM: %q", e)
+		}
+		if e, _ := final(t, h.p, "long-job-8").Body["error"].(string); !strings.Contains(e, "shutting down") {
+			t.Errorf("a job still running after ShutdownFinish: %q", e)
+		}
+	})
+}
+
+func TestShutdownFinishFromEnv(t *testing.T) {
+	env := map[string]string{"WORKER_SHUTDOWN_FINISH": "90s"}
+	c, err := ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil || c.ShutdownFinish != 90*time.Second {
+		t.Fatalf("%v %v", c, err)
+	}
+	env["WORKER_SHUTDOWN_FINISH"] = "soon"
+	if _, err := ConfigFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "WORKER_SHUTDOWN_FINISH") {
+		t.Errorf("bad value: %v", err)
+	}
+}
+
+// Take and ping URLs written with $ID (not $RUNPOD_POD_ID) reach this
+// worker's own paths.
+func TestTakeURLWithIDPlaceholder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := runpodtest.NewInProcess()
+		p.IDPlaceholder = true
+		logs := &runpodtest.LogBuffer{}
+		o := fastOptions(t, p, echo, logs)
+		w, err := NewJobLoop(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		p.AddJob("id1", "hello")
+		if post := final(t, p, "id1"); post.Body["output"] != "hello" {
+			t.Errorf("result %v", post.Body)
+		}
+		advance(2 * time.Second)
+		if len(p.Pings()) == 0 {
+			t.Error("no ping reached the worker's ping path")
+		}
+		cancel()
+		<-done
+	})
+}
+
+// job-stop answering 204, 429 or a non-JSON body: the poll goes on, waits
+// RateLimitWait after a 429, and a later stop still cancels the job.
+func TestJobStopOddAnswers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan string, 1)
+		h := startInBubble(t, blockUntilCancelled(started), nil)
+		h.p.AddJob("c1", "x")
+		<-started
+		n := len(h.p.StopPolls())
+		h.p.ScriptStop(runpodtest.Response{Status: 429}, runpodtest.Response{Status: 204},
+			runpodtest.Response{Status: 200, Body: "<html>busy</html>"}, runpodtest.Response{Status: 200})
+		advance(time.Second)
+		polls := h.p.StopPolls()[n:]
+		for i := 1; i < len(polls) && i < 2; i++ {
+			if gap := polls[i].Sub(polls[i-1]); gap < 100*time.Millisecond {
+				t.Errorf("job-stop asked again %v after a 429, want RateLimitWait (100ms)", gap)
+			}
+		}
+		h.p.Stop("c1")
+		advance(time.Second)
+		if !strings.Contains(h.logs.String(), "job cancelled by RunPod") {
+			t.Fatalf("stop after odd answers not honoured:\n%s", h.logs.String())
+		}
+	})
+}
+
+// The platform kills the container its grace after SIGTERM: the result of
+// a job running then is posted within that grace.
+func TestShutdownResultWithinPlatformGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan string, 1)
+		h := startInBubble(t, blockUntilCancelled(started), nil) // Grace 3 s
+		h.p.AddJob("g1", "x")
+		<-started
+		start := time.Now()
+		h.p.Terminate(h.cancel, 4*time.Second)
+		if e, _ := final(t, h.p, "g1").Body["error"].(string); !strings.Contains(e, "shutting down") {
+			t.Errorf("result %q", e)
+		}
+		<-h.done
+		h.done <- nil
+		if d := time.Since(start); d >= 4*time.Second {
+			t.Errorf("the worker took %v to stop, past the platform's grace", d)
+		}
+		if h.p.Lost() > 0 {
+			t.Errorf("%d requests after the platform's grace", h.p.Lost())
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
+	"github.com/runpod-workers/worker-github_runner/internal/retry"
 )
 
 // maxProgressQueued is how many progress updates may wait; beyond it the
@@ -210,11 +211,11 @@ func (p *poster) sleep(d time.Duration) {
 		<-p.wake
 		return
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	fired, stop := retry.Real.Timer(d)
+	defer stop()
 	select {
 	case <-p.wake:
-	case <-t.C:
+	case <-fired:
 	}
 }
 

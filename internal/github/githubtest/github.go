@@ -4,10 +4,14 @@
 // and /api/v3/ (GitHub Enterprise Server). It keeps the runners it
 // registered, removes an ephemeral runner when its job completes (as GitHub
 // does), answers 422 when deleting a busy runner and 409 for a duplicate
-// name, and can inject failures.
+// name, and can inject failures. Installation tokens expire (after
+// InstallationTokenTTL; 401 then), and in GHES mode the API is only at
+// /api/v3/ (406 elsewhere).
 //
 // A fake runner reaches it through the URLs in its JIT config or .runner
-// file: POST /_fake/register (token mode), POST /_fake/runners/{id}/job
+// file: POST /_fake/register (token mode; a duplicate name is 409 unless
+// the body says "replace": true, as config.sh --replace, which takes the
+// existing runner over), POST /_fake/runners/{id}/job
 // (a job starts) and POST /_fake/runners/{id}/done (the job ended).
 package githubtest
 
@@ -118,6 +122,15 @@ type GitHub struct {
 	// RateRemaining, when positive, is sent as X-RateLimit-Remaining (of
 	// a 5000 limit) with every answer.
 	RateRemaining int
+	// InstallationTokenTTL is how long an installation token minted by
+	// the app endpoint is valid (default one hour, as GitHub's); an
+	// expired one gets 401 "Bad credentials".
+	InstallationTokenTTL time.Duration
+	// GHES makes the fake a GitHub Enterprise Server: the API is only at
+	// /api/v3/, and a request without the prefix gets 406 (the real
+	// server answers its web UI there).
+	GHES    bool
+	expires map[string]time.Time // installation token -> expiry
 	// After, when set, is called after each request was answered, with
 	// its method and path (without /api/v3): a test changes GitHub's
 	// state between two calls with it.
@@ -126,7 +139,7 @@ type GitHub struct {
 
 // New starts a fake GitHub that accepts token.
 func New(token string) *GitHub {
-	g := &GitHub{Tokens: map[string]bool{token: true}, runners: map[int64]*RegisteredRunner{}, nextID: 100, regToks: map[string]string{}, groups: map[string]int64{"Default": 1, "gpu-runners": 7}}
+	g := &GitHub{Tokens: map[string]bool{token: true}, runners: map[int64]*RegisteredRunner{}, nextID: 100, regToks: map[string]string{}, expires: map[string]time.Time{}, groups: map[string]int64{"Default": 1, "gpu-runners": 7}}
 	g.Server = httptest.NewServer(http.HandlerFunc(g.serve))
 	return g
 }
@@ -314,6 +327,10 @@ func (g *GitHub) takeFault(op string) (Fault, bool) {
 func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, path, auth string, body map[string]any) {
 	ghes := strings.HasPrefix(r.URL.Path, "/api/v3/")
 	if r.Method == "POST" && strings.HasPrefix(path, "/app/installations/") && strings.HasSuffix(path, "/access_tokens") {
+		if g.GHES && !ghes {
+			ghError(w, 406, "Not Acceptable: the API is at /api/v3/")
+			return
+		}
 		g.appToken(w, r)
 		return
 	}
@@ -321,13 +338,14 @@ func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, path, auth strin
 		g.fake(w, r, strings.Split(strings.Trim(path, "/"), "/")[1:], body)
 		return
 	}
-	if !strings.HasPrefix(auth, "Bearer ") || !g.Tokens[strings.TrimPrefix(auth, "Bearer ")] {
+	if g.GHES && !ghes {
+		ghError(w, 406, "Not Acceptable: the API is at /api/v3/")
+		return
+	}
+	if !g.validToken(auth) {
 		ghError(w, 401, "Bad credentials")
 		return
 	}
-	// GHES needs the Accept header go-github sends; a client that forgot
-	// the /api/v3/ prefix gets 406, as the real one answers HTML there.
-	_ = ghes
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	scope, rest, ok := scopeOf(parts)
 	if !ok || len(rest) < 2 || rest[0] != "actions" {
@@ -447,10 +465,22 @@ func (g *GitHub) appToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := fmt.Sprintf("ghs_INSTALLATION%d", time.Now().UnixNano())
 	g.mu.Lock()
+	exp := time.Now().Add(cmp.Or(g.InstallationTokenTTL, time.Hour))
 	g.Tokens[tok] = true
+	g.expires[tok] = exp
 	g.issued = append(g.issued, tok)
 	g.mu.Unlock()
-	writeJSON(w, 201, map[string]any{"token": tok, "expires_at": time.Now().Add(time.Hour).Format(time.RFC3339)})
+	writeJSON(w, 201, map[string]any{"token": tok, "expires_at": exp.UTC().Format(time.RFC3339)})
+}
+
+// validToken reports whether auth carries an accepted credential that has
+// not expired.
+func (g *GitHub) validToken(auth string) bool {
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	exp, expires := g.expires[tok]
+	return ok && g.Tokens[tok] && (!expires || time.Now().Before(exp))
 }
 
 // verifyAppJWT checks an app's JWT as GitHub does, with an implementation
@@ -502,12 +532,7 @@ func (g *GitHub) fake(w http.ResponseWriter, r *http.Request, parts []string, bo
 		}
 		delete(g.regToks, tok) // one use
 		name, _ := body["name"].(string)
-		for _, x := range g.runners {
-			if x.Scope == scope && x.Name == name {
-				ghError(w, 409, "runner exists")
-				return
-			}
-		}
+		replace, _ := body["replace"].(bool)
 		var labels []string
 		if ls, ok := body["labels"].([]any); ok {
 			for _, l := range ls {
@@ -515,8 +540,20 @@ func (g *GitHub) fake(w http.ResponseWriter, r *http.Request, parts []string, bo
 				labels = append(labels, s)
 			}
 		}
-		g.nextID++
-		rn := &RegisteredRunner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: 1, Status: "offline", Ephemeral: true}
+		rn := &RegisteredRunner{Name: name, Labels: labels, Scope: scope, GroupID: 1, Status: "offline", Ephemeral: true}
+		for _, x := range g.runners {
+			if x.Scope == scope && x.Name == name && !replace {
+				ghError(w, 409, "runner exists")
+				return
+			}
+			if x.Scope == scope && x.Name == name {
+				rn.ID = x.ID // config.sh --replace takes the existing agent over: same id
+			}
+		}
+		if rn.ID == 0 {
+			g.nextID++
+			rn.ID = g.nextID
+		}
 		g.runners[rn.ID] = rn
 		writeJSON(w, 201, map[string]any{"id": rn.ID, "scope": scope})
 	case len(parts) == 3 && parts[0] == "runners":

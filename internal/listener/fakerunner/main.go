@@ -128,7 +128,7 @@ func configure(root string) {
 	}
 	api := u.Scheme + "://" + u.Host
 	body, _ := json.Marshal(map[string]any{"token": token, "name": args["--name"], "labels": strings.Split(args["--labels"], ","),
-		"disable_update": slices.Contains(os.Args, "--disableupdate")})
+		"disable_update": slices.Contains(os.Args, "--disableupdate"), "replace": slices.Contains(os.Args, "--replace")})
 	resp, err := http.Post(api+"/_fake/register", "application/json", bytes.NewReader(body))
 	if err != nil {
 		fail(err.Error())

@@ -51,6 +51,9 @@ type Platform struct {
 	// StreamDelay is how long each job-stream post takes to answer: a slow
 	// platform.
 	StreamDelay time.Duration
+	// IDPlaceholder makes Env write the take and ping URLs with $ID, as
+	// some RunPod versions do, instead of $RUNPOD_POD_ID.
+	IDPlaceholder bool
 
 	base    string
 	handler http.Handler
@@ -61,6 +64,11 @@ type Platform struct {
 	script      []Response
 	doneStatus  []int
 	stop        []string
+	stopScript  []Response
+	stopPolls   []time.Time
+	podID       string    // set by Env: requests for another pod get 404
+	killAt      time.Time // set by Terminate: requests after it are lost
+	lost        int
 	takes       []time.Time
 	takeQueries []string
 	done        []Post
@@ -144,11 +152,18 @@ func newPlatform() *Platform {
 // Env is the worker environment for this platform, as RunPod sets it.
 func (p *Platform) Env(podID string) map[string]string {
 	q := "?gpu=NVIDIA+RTX+A5000"
+	p.mu.Lock()
+	p.podID = podID
+	p.mu.Unlock()
+	take := "$RUNPOD_POD_ID"
+	if p.IDPlaceholder {
+		take = "$ID"
+	}
 	return map[string]string{
-		"RUNPOD_WEBHOOK_GET_JOB":     p.base + "/v2/ep/job-take/$RUNPOD_POD_ID" + q,
+		"RUNPOD_WEBHOOK_GET_JOB":     p.base + "/v2/ep/job-take/" + take + q,
 		"RUNPOD_WEBHOOK_POST_OUTPUT": p.base + "/v2/ep/job-done/$RUNPOD_POD_ID/$ID" + q,
 		"RUNPOD_WEBHOOK_POST_STREAM": p.base + "/v2/ep/job-stream/$RUNPOD_POD_ID/$ID" + q,
-		"RUNPOD_WEBHOOK_PING":        p.base + "/v2/ep/ping/$RUNPOD_POD_ID" + q,
+		"RUNPOD_WEBHOOK_PING":        p.base + "/v2/ep/ping/" + take + q,
 		"RUNPOD_AI_API_KEY":          p.APIKey,
 		"RUNPOD_POD_ID":              podID,
 		"RUNPOD_PING_INTERVAL":       "1000",
@@ -159,7 +174,21 @@ func (p *Platform) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.RequestLog = append(p.RequestLog, r.Method+" "+r.URL.String())
+		pod, killed := p.podID, !p.killAt.IsZero() && !time.Now().Before(p.killAt)
+		if killed {
+			p.lost++
+		}
 		p.mu.Unlock()
+		if killed {
+			w.WriteHeader(statusClientGone) // the container is gone: nothing arrives
+			return
+		}
+		// /v2/ep/<endpoint op>/<pod>[/<job>]: a worker id left as a
+		// placeholder, or another worker's, is not this worker.
+		if parts := strings.Split(r.URL.Path, "/"); pod != "" && (len(parts) < 5 || parts[4] != pod) {
+			http.Error(w, "no such worker", http.StatusNotFound)
+			return
+		}
 		if r.Header.Get("Authorization") != p.APIKey {
 			p.mu.Lock()
 			p.unauth++
@@ -205,6 +234,40 @@ func (p *Platform) FailDone(statuses ...int) {
 	p.mu.Lock()
 	p.doneStatus = append(p.doneStatus, statuses...)
 	p.mu.Unlock()
+}
+
+// ScriptStop makes the next job-stop polls answer with these responses
+// first (204, 429, a non-JSON body...).
+func (p *Platform) ScriptStop(rs ...Response) {
+	p.mu.Lock()
+	p.stopScript = append(p.stopScript, rs...)
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// Terminate is the platform's SIGTERM: it calls sigterm (what the
+// signal does to the worker) and, grace later, kills the container:
+// every request from then on is lost (counted by Lost), as a SIGKILL
+// loses it.
+func (p *Platform) Terminate(sigterm func(), grace time.Duration) {
+	p.mu.Lock()
+	p.killAt = time.Now().Add(grace)
+	p.mu.Unlock()
+	sigterm()
+}
+
+// Lost counts requests that came after Terminate's grace.
+func (p *Platform) Lost() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lost
+}
+
+// StopPolls counts job-stop polls so far.
+func (p *Platform) StopPolls() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time{}, p.stopPolls...)
 }
 
 // Stop makes the next job-stop poll name these jobs.
@@ -298,6 +361,15 @@ func (p *Platform) ping(w http.ResponseWriter, r *http.Request) {
 
 func (p *Platform) jobStop(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
+	p.stopPolls = append(p.stopPolls, time.Now())
+	if len(p.stopScript) > 0 {
+		s := p.stopScript[0]
+		p.stopScript = p.stopScript[1:]
+		p.mu.Unlock()
+		w.WriteHeader(s.Status)
+		io.WriteString(w, s.Body)
+		return
+	}
 	deadline := time.Now().Add(p.LongPoll)
 	for len(p.stop) == 0 && time.Now().Before(deadline) && r.Context().Err() == nil {
 		p.waitUntil(r.Context(), deadline)
