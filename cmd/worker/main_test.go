@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -308,7 +307,7 @@ func TestSweepAfterFirstRegistration(t *testing.T) {
 		env[k] = v
 	}
 	cmd := workerCmd(t, env)
-	var logs syncBuffer
+	var logs runpodtest.LogBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -328,18 +327,6 @@ func TestSweepAfterFirstRegistration(t *testing.T) {
 		t.Error("the PAT is in the logs")
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // The test-only plain-http switch is loud: a worker started with it warns.
 func TestLoopbackHTTPWarns(t *testing.T) {

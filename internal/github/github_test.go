@@ -1,7 +1,6 @@
 package github
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -15,34 +14,18 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
+	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
 const testToken = "ghp_GITHUBTESTTOKEN0123456789abcdefghijkl"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeClient is a client for my-org on a fake GitHub reached in-process
 // over https (so it runs in a synctest bubble). The fake is made outside
 // the bubble: its listener must not live in one.
-func fakeClient(t *testing.T, g *githubtest.GitHub) (*Client, *syncBuffer) {
+func fakeClient(t *testing.T, g *githubtest.GitHub) (*Client, *runpodtest.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &runpodtest.LogBuffer{}
 	c, err := NewClient(Scope{Kind: Org, Owner: "my-org"}, Options{APIURL: "https://ghes.test/api/v3/", Token: secret.New(testToken),
 		HTTP: g.Client(), Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {

@@ -137,7 +137,7 @@ func (h *Handler) open(ctx context.Context, jobID string, in *Input, redactor *s
 		redactor.Add(in.App.PrivateKey)
 	}
 	account := h.account(in.RunnerUser)
-	if err := checkRunner(h.runnerRoot(), account); err != nil {
+	if err := listener.Check(h.runnerRoot(), account); err != nil {
 		return nil, err
 	}
 	gh, err := h.client(ctx, in, in.Scope, redactor, log, false)

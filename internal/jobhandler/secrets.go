@@ -1,16 +1,10 @@
 package jobhandler
 
 import (
-	"fmt"
-	"os"
-	"os/user"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
-	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
@@ -59,24 +53,4 @@ func matchVar(name string, pats []string) bool {
 		}
 	}
 	return false
-}
-
-// checkRunner fails before anything is registered when the runner cannot
-// start: not installed, or its account missing or out of the worker's
-// reach (it must be root to switch users).
-func checkRunner(root, account string) error {
-	if fi, err := os.Stat(filepath.Join(root, "bin", "Runner.Listener")); err != nil || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("the runner is not installed at %s (no executable bin/Runner.Listener): the image is broken", root)
-	}
-	if account == "root" {
-		return nil
-	}
-	u, err := user.Lookup(account)
-	if err != nil {
-		return fmt.Errorf("the runner account %q does not exist (the image creates %q; runner_user root, where the endpoint allows it, is the opt-out)", account, listener.DefaultUser)
-	}
-	if uid := os.Getuid(); uid != 0 && u.Uid != strconv.Itoa(uid) {
-		return fmt.Errorf("cannot run the runner as %q: the worker is not root", account)
-	}
-	return nil
 }

@@ -13,6 +13,17 @@ import (
 	"time"
 )
 
+// Check says, before anything is registered, whether a listener can run
+// from root as account: bin/Runner.Listener is an executable, and the
+// account exists and this process can run as it.
+func Check(root, account string) error {
+	if fi, err := os.Stat(filepath.Join(root, "bin", "Runner.Listener")); err != nil || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("the runner is not installed at %s (no executable bin/Runner.Listener): the image is broken", root)
+	}
+	_, _, err := credential(account)
+	return err
+}
+
 // credential resolves the user the listener runs as. Root needs nothing.
 func credential(name string) (*syscall.Credential, string, error) {
 	if name == "root" {

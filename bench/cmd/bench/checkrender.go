@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -46,14 +45,9 @@ func checkRender(args []string) int {
 		return 1
 	}
 	defer os.RemoveAll(scratch)
-	file := filepath.Join(scratch, "big.hcl")
-	if err := os.WriteFile(file, append(src, matrixBlock(10, 10, 10)...), 0o644); err != nil {
-		fmt.Fprintf(os.Stderr, "check-render: %v\n", err)
-		return 1
-	}
 	var cpu, wall []time.Duration
 	for r := 0; r < *runs; r++ {
-		c, w, err := printAndRender(file, filepath.Join(scratch, fmt.Sprint("out-", r)))
+		c, w, err := printAndRender(filepath.Join(scratch, fmt.Sprint("out-", r)))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "check-render: %v\n", err)
 			return 1
@@ -70,15 +64,19 @@ func checkRender(args []string) int {
 	return 0
 }
 
+// matrixFile is a variant of 1,000 combinations, read beside variants.hcl.
+const matrixFile = "internal/imagegen/testdata/matrix-1000.hcl"
+
 // printAndRender runs imagegen print and render once, in this process, and
 // checks that every variant was rendered.
-func printAndRender(file, out string) (cpu, wall time.Duration, err error) {
+func printAndRender(out string) (cpu, wall time.Duration, err error) {
 	var stderr bytes.Buffer
+	files := []string{"-f", "variants.hcl", "-f", matrixFile}
 	c0, w0 := cpuTime(), time.Now()
-	if code := imagegen.Main([]string{"-f", file, "print"}, io.Discard, &stderr); code != 0 {
+	if code := imagegen.Main(append(files, "print"), io.Discard, &stderr); code != 0 {
 		return 0, 0, fmt.Errorf("print: exit %d: %s", code, stderr.String())
 	}
-	if code := imagegen.Main([]string{"-f", file, "render", "--no-lint", "--out", out}, io.Discard, &stderr); code != 0 {
+	if code := imagegen.Main(append(files, "render", "--no-lint", "--out", out), io.Discard, &stderr); code != 0 {
 		return 0, 0, fmt.Errorf("render: exit %d: %s", code, stderr.String())
 	}
 	cpu, wall = cpuTime()-c0, time.Since(w0)
@@ -104,28 +102,6 @@ func unsetFileVariables(src []byte) {
 	for _, m := range regexp.MustCompile(`(?m)^variable "([A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
 		os.Unsetenv(string(m[1]))
 	}
-}
-
-// matrixBlock is one variant whose matrix has n1*n2*n3 combinations.
-func matrixBlock(n1, n2, n3 int) string {
-	axis := func(prefix string, n int) string {
-		var vs []string
-		for i := 0; i < n; i++ {
-			vs = append(vs, fmt.Sprintf("%q", fmt.Sprintf("%s%d", prefix, i)))
-		}
-		return "[" + strings.Join(vs, ", ") + "]"
-	}
-	return fmt.Sprintf(`
-variant "m" {
-  inherits = ["common"]
-  matrix   = { a = %s, b = %s, c = %s }
-  name     = "m-${a}-${b}-${c}"
-  flavour  = "cpu"
-  base     = "ubuntu:24.04"
-  tags     = ["${a}-${b}-${c}"]
-  packages = concat(PACKAGES, [a])
-}
-`, axis("a", n1), axis("b", n2), axis("c", n3))
 }
 
 // tmpfs is /dev/shm when there is one: on a VM disk the cost of creating a
