@@ -17,12 +17,20 @@ variable "REPOSITORY" {
 }
 
 variable "RELEASE" {
-  description = "dev for builds of main; vX.Y.Z for a release (adds the latest-* tags)."
+  description = "dev for builds of main; vX.Y.Z for a release."
   default     = "dev"
   validation {
     condition     = RELEASE == "dev" || can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9A-Za-z.-]+)?$", RELEASE))
     error_message = "RELEASE must be dev or a version tag like v1.0.0."
   }
+}
+
+# The release pipeline sets LATEST=true only for the highest non-pre-release
+# version, so a pre-release or a backport gets only its version tags.
+variable "LATEST" {
+  description = "true moves latest-*"
+  type        = bool
+  default     = false
 }
 
 # The GitHub Actions runner. GitHub stops queueing jobs to runners more than
@@ -58,16 +66,23 @@ variable "RUNNER_PACKAGES" {
   default = ["libicu74", "libkrb5-3", "liblttng-ust1t64", "libssl3t64", "zlib1g"]
 }
 
-# Tools workflow jobs expect on a runner.
+# Tools workflow jobs expect on a runner. Python (python3, pip, venv and
+# `python` itself, as the seed's image had) adds about 41 MB compressed; sudo is
+# installed but grants nothing unless the worker enables it per endpoint
+# (README.md, "The job user"). A custom variant can set packages without them.
 variable "PACKAGES" {
   type    = list(string)
-  default = ["ca-certificates", "curl", "git", "jq", "unzip", "zstd"]
+  default = ["ca-certificates", "curl", "git", "jq", "python-is-python3", "python3", "python3-pip", "python3-venv", "sudo", "unzip", "zstd"]
 }
 
 variable "CUDA_VERSION" {
   default = "12.6.3"
 }
 
+# Upstream Kaniko (GoogleContainerTools) was archived in June 2025; v1.23.2
+# is its last release. To take a maintained fork instead, point KANIKO_IMAGE
+# at it, e.g. KANIKO_IMAGE=ghcr.io/osscontainertools/kaniko:<version> with
+# KANIKO_VERSION=<version> (README.md, "Kaniko").
 variable "KANIKO_VERSION" {
   default = "v1.23.2"
 }
@@ -75,6 +90,19 @@ variable "KANIKO_VERSION" {
 variable "KANIKO_IMAGE" {
   description = "The image /kaniko/executor is copied from."
   default     = "gcr.io/kaniko-project/executor:${KANIKO_VERSION}"
+}
+
+# The Go toolchain of the Dockerfiles' worker stage, which compiles
+# cmd/worker when a Dockerfile is built on its own (docker build, the RunPod
+# Hub); imagegen puts its own binaries in that stage's place. At least the
+# go line of go.mod.
+variable "GO_VERSION" {
+  default = "1.26.8"
+}
+
+variable "GO_IMAGE" {
+  description = "The image the worker stage compiles in."
+  default     = "golang:${GO_VERSION}"
 }
 
 runner {
@@ -86,6 +114,11 @@ runner {
 kaniko {
   version = KANIKO_VERSION
   image   = KANIKO_IMAGE
+}
+
+golang {
+  version = GO_VERSION
+  image   = GO_IMAGE
 }
 
 # Shared by every flavour; abstract variants are not built.
@@ -106,12 +139,12 @@ variant "gpu" {
   flavour  = "gpu"
   cuda     = CUDA_VERSION
   base     = "nvidia/cuda:${CUDA_VERSION}-cudnn-runtime-ubuntu24.04"
-  tags     = ["${RELEASE}-gpu", RELEASE == "dev" ? null : "latest-gpu"]
+  tags     = ["${RELEASE}-gpu", LATEST ? "latest-gpu" : null]
 }
 
 variant "cpu" {
   inherits = ["common"]
   flavour  = "cpu"
   base     = "ubuntu:24.04"
-  tags     = ["${RELEASE}-cpu", RELEASE == "dev" ? null : "latest-cpu"]
+  tags     = ["${RELEASE}-cpu", LATEST ? "latest-cpu" : null]
 }

@@ -1,5 +1,6 @@
 # The project's matrix for `docker buildx bake`, for bench/run: the same Dockerfiles
-# imagegen renders, the same context (the worker binary), pushed like imagegen pushes.
+# imagegen renders, the worker binary in place of their two worker stages (the
+# named contexts "worker" and "worker-build", as imagegen gives them), pushed like imagegen pushes.
 variable "REGISTRY" {}
 variable "CONTEXT" {}
 variable "DOCKERFILES" {}
@@ -10,6 +11,7 @@ group "default" {
 
 target "cpu" {
   context    = CONTEXT
+  contexts   = { worker = CONTEXT, "worker-build" = CONTEXT }
   dockerfile = "${DOCKERFILES}/cpu.Dockerfile"
   platforms  = ["linux/amd64"]
   tags       = ["${REGISTRY}/worker-github_runner:dev-cpu"]
@@ -18,6 +20,7 @@ target "cpu" {
 
 target "gpu" {
   context    = CONTEXT
+  contexts   = { worker = CONTEXT, "worker-build" = CONTEXT }
   dockerfile = "${DOCKERFILES}/gpu.Dockerfile"
   platforms  = ["linux/amd64"]
   tags       = ["${REGISTRY}/worker-github_runner:dev-gpu"]

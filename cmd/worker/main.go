@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/jobhandler"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
@@ -57,11 +56,17 @@ Flags:
 	concurrency := fs.Int("rp_api_concurrency", 1, "jobs run at once by --rp_serve_api")
 	logLevel := fs.String("rp_log_level", "", "log level: debug, info, warn, error (default RUNPOD_LOG_LEVEL or info)")
 	refresh := fs.Bool("refresh_worker", true, "ask RunPod to replace the container after each job and exit (as the seed does)")
-	grace := fs.Duration("grace", 25*time.Second, "on SIGTERM, time for the held job to clean up and post its result")
+	grace := fs.Duration("grace", runpod.DefaultGrace, "on SIGTERM, time for the held job to stop its runner (up to 45 s), remove it and post its result")
+	finish := fs.Duration("shutdown-finish", 0, "on SIGTERM, let running jobs run on this long before they are cancelled and get --grace\n(default: WORKER_SHUTDOWN_FINISH, else 0: cancel at once); RunPod's grace must exceed it + --grace")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}
+		return 2
+	}
+	finishSet := flagSet(fs, "shutdown-finish")
+	if *finish < 0 {
+		fmt.Fprintf(os.Stderr, "worker: --shutdown-finish %v is negative: give a duration such as 90s, or 0\n", *finish)
 		return 2
 	}
 	if *showVersion {
@@ -69,10 +74,13 @@ Flags:
 		return 0
 	}
 
-	cfg, err := runpod.ConfigFromEnv(nil)
+	cfg, err := runpod.ConfigFromEnv(envWithout(finishSet, "WORKER_SHUTDOWN_FINISH"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 1
+	}
+	if finishSet {
+		cfg.ShutdownFinish = *finish // the flag wins over WORKER_SHUTDOWN_FINISH
 	}
 	level := cfg.LogLevel
 	if *logLevel != "" {
@@ -98,8 +106,16 @@ Flags:
 		}
 		return 0
 	case cfg.OnPlatform():
+		if jobhandler.SudoOn(os.Getenv) && !*refresh {
+			log.Error("RUNNER_SUDO needs --refresh_worker (the default): a job that may use sudo can leave root processes behind for the next job in this container")
+			return 1
+		}
 		defer startSweep(ctx, handler, log)()
-		w, err := runpod.NewJobLoop(runpod.Options{Config: cfg, Handler: handler, Logger: log, Refresh: *refresh, Grace: *grace, Version: version})
+		o := runpod.Options{Config: cfg, Handler: handler, Logger: log, Refresh: *refresh, Grace: *grace, Version: version}
+		if h, ok := handler.(*jobhandler.Handler); ok {
+			o.StartupCheck = h.StartupCheck // fitness: an unfit host takes no job and exits 1
+		}
+		w, err := runpod.NewJobLoop(o)
 		if err != nil {
 			log.Error("cannot start", "error", err)
 			return 1
@@ -115,4 +131,22 @@ Flags:
 	}
 	fmt.Fprintln(os.Stderr, "worker: not on RunPod (RUNPOD_WEBHOOK_GET_JOB is not set) and no test input: give --test_input, a test_input.json, or --rp_serve_api")
 	return 1
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// envWithout is os.Getenv, except that it hides the variable name when
+// hide is true (a flag overrides it, so a malformed value is no error).
+func envWithout(hide bool, name string) func(string) string {
+	return func(k string) string {
+		if hide && k == name {
+			return ""
+		}
+		return os.Getenv(k)
+	}
 }

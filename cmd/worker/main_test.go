@@ -354,3 +354,112 @@ func TestHandlerGetsTheGrace(t *testing.T) {
 		t.Errorf("%T %+v", h, h)
 	}
 }
+
+// sigtermDuringJob starts the worker on a fake platform with a job that
+// sleeps 2 s, sends SIGTERM once it runs, and returns the job's error
+// ("" when it finished).
+func sigtermDuringJob(t *testing.T, env map[string]string, args ...string) string {
+	t.Helper()
+	p := runpodtest.New()
+	defer p.Close()
+	p.AddJob("j", map[string]any{"sleep": 2})
+	penv := p.Env("pod-9")
+	for k, v := range env {
+		penv[k] = v
+	}
+	cmd := workerCmd(t, penv, append([]string{"--echo"}, args...)...)
+	var logs runpodtest.LogBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(p.Done()) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("job never started\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, cmd, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, logs.String())
+	}
+	post, err := p.WaitFinal("j", time.Second)
+	if err != nil {
+		t.Fatalf("no result: %v\n%s", err, logs.String())
+	}
+	e, _ := post.Body["error"].(string)
+	return e
+}
+
+// --shutdown-finish lets a running job finish after SIGTERM, as
+// WORKER_SHUTDOWN_FINISH does, and wins over it.
+func TestShutdownFinishFlag(t *testing.T) {
+	if e := sigtermDuringJob(t, nil, "--shutdown-finish", "30s"); e != "" {
+		t.Errorf("--shutdown-finish 30s: the job did not finish: %s", e)
+	}
+	if e := sigtermDuringJob(t, map[string]string{"WORKER_SHUTDOWN_FINISH": "30s"}, "--shutdown-finish=0"); !strings.Contains(e, "cancelled") {
+		t.Errorf("--shutdown-finish=0 over WORKER_SHUTDOWN_FINISH=30s: the job was not cancelled: %q", e)
+	}
+	// The flag set, a malformed variable is not an error.
+	if e := sigtermDuringJob(t, map[string]string{"WORKER_SHUTDOWN_FINISH": "soon"}, "--shutdown-finish", "30s"); e != "" {
+		t.Errorf("--shutdown-finish 30s with WORKER_SHUTDOWN_FINISH=soon: %s", e)
+	}
+	out, err := workerCmd(t, nil, "--shutdown-finish", "-5s", "--version").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "--shutdown-finish") {
+		t.Errorf("--shutdown-finish -5s: %v %s", err, out)
+	}
+	help, _ := workerCmd(t, nil, "--help").CombinedOutput()
+	if !strings.Contains(string(help), "-shutdown-finish") || !strings.Contains(string(help), "WORKER_SHUTDOWN_FINISH") {
+		t.Errorf("--help does not document --shutdown-finish:\n%s", help)
+	}
+}
+
+// A host unfit at start (here: less free disk than the endpoint asks for)
+// takes no job and exits 1, so RunPod replaces the worker.
+func TestUnfitHostExitsBeforeTakingAJob(t *testing.T) {
+	p := runpodtest.New()
+	defer p.Close()
+	p.AddJob("never", map[string]any{"github_org": "my-org"})
+	penv := p.Env("pod-unfit")
+	penv["WORKER_FLAVOUR"] = "cpu"
+	penv["FITNESS_MIN_DISK_MB"] = "1099511627776"
+	penv["RUNNER_ROOT"] = t.TempDir()
+	cmd := workerCmd(t, penv)
+	var logs runpodtest.LogBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd, 20*time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, logs.String())
+	}
+	if takes, _ := p.Takes(); len(takes) != 0 {
+		t.Errorf("%d takes by an unfit worker", len(takes))
+	}
+	if !strings.Contains(logs.String(), "MiB free in") || !strings.Contains(logs.String(), "start-up check failed") {
+		t.Errorf("the log does not say why:\n%s", logs.String())
+	}
+}
+
+// RUNNER_SUDO with --refresh_worker=false is refused at start: the next
+// job would share the container with what a sudo job left running.
+func TestSudoNeedsRefresh(t *testing.T) {
+	p := runpodtest.New()
+	defer p.Close()
+	penv := p.Env("pod-sudo")
+	penv["RUNNER_SUDO"] = "1"
+	cmd := workerCmd(t, penv, "--refresh_worker=false")
+	var logs runpodtest.LogBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd, 20*time.Second); code != 1 || !strings.Contains(logs.String(), "RUNNER_SUDO needs --refresh_worker") {
+		t.Fatalf("exit %d\n%s", code, logs.String())
+	}
+	if takes, _ := p.Takes(); len(takes) != 0 {
+		t.Errorf("%d takes", len(takes))
+	}
+}

@@ -26,8 +26,13 @@ type Request struct {
 	// ContextDir is the build context (the worker binaries); shared by all
 	// requests of a run.
 	ContextDir string
-	Output     Output
-	Cache      Cache
+	// NamedContexts replace stages of the Dockerfile (or images it names)
+	// with local folders, by stage name: imagegen's worker binaries in
+	// place of the stage that compiles the worker. Backends with
+	// Capabilities.NamedContexts only; Run refuses them otherwise.
+	NamedContexts map[string]string
+	Output        Output
+	Cache         Cache
 	// Secrets are build secrets by id, for RUN --mount=type=secret (BuildKit
 	// only): never build arguments, so never in the image or its history.
 	Secrets map[string][]byte
@@ -80,6 +85,10 @@ type Capabilities struct {
 	// Secrets says whether the backend passes build secrets
 	// (Request.Secrets); Run refuses them otherwise.
 	Secrets bool
+	// NamedContexts says whether the backend can replace a Dockerfile
+	// stage with a folder (Request.NamedContexts; BuildKit can, Kaniko
+	// cannot).
+	NamedContexts bool
 	// ContextDir, when set, is the only folder the backend reads the build
 	// context from (Kaniko: inside its own folder, which survives its
 	// wiping of the file system); empty means any folder.
@@ -187,7 +196,7 @@ func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Resu
 }
 
 // check refuses, before anything is built, a request without an output or
-// with secrets the backend cannot pass.
+// with secrets or named contexts the backend cannot pass.
 func check(caps Capabilities, reqs []*Request) error {
 	for _, r := range reqs {
 		if r.Output.Kind() == 0 {
@@ -195,6 +204,9 @@ func check(caps Capabilities, reqs []*Request) error {
 		}
 		if len(r.Secrets) > 0 && !caps.Secrets {
 			return fmt.Errorf("variant %s: %s has no build secrets", r.Variant.Name, caps.Name)
+		}
+		if len(r.NamedContexts) > 0 && !caps.NamedContexts {
+			return fmt.Errorf("variant %s: %s has no named contexts", r.Variant.Name, caps.Name)
 		}
 	}
 	return nil

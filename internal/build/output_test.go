@@ -79,3 +79,20 @@ func TestRunRefusesSecretsWithoutSupport(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Named contexts given to a backend without them (Kaniko) are refused
+// before building: the Dockerfile would compile the worker instead.
+func TestRunRefusesNamedContextsWithoutSupport(t *testing.T) {
+	fb := &fakeBuilder{caps: Capabilities{Name: "Fake"}}
+	reqs := requests("example.invalid/x", "a")
+	reqs[0].Output = layout(t)
+	reqs[0].NamedContexts = map[string]string{"worker": t.TempDir()}
+	_, err := Run(context.Background(), fb, reqs, Options{})
+	if err == nil || !strings.Contains(err.Error(), "Fake has no named contexts") || fb.calls.Load() != 0 {
+		t.Fatalf("err = %v, %d builds", err, fb.calls.Load())
+	}
+	fb.caps.NamedContexts = true
+	if _, err := Run(context.Background(), fb, reqs, Options{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,6 +6,7 @@ package dispatch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -49,6 +50,12 @@ type Client struct {
 	// the first wait between them (default 2 s).
 	Attempts int
 	Backoff  time.Duration
+	// Redactor, when set, is applied to answers before an error quotes
+	// them (an answer may echo the request, a job input with a secret;
+	// an answer that quotes the request is never shown either).
+	Redactor *secret.Redactor
+	// UserAgent names the caller (default worker-github_runner-dispatch).
+	UserAgent string
 }
 
 var (
@@ -83,6 +90,34 @@ type StartOptions struct {
 	// (policy.ttl); RunPod deletes the job when it expires. Default: the
 	// execution timeout + QueueAllowance, at most MaxTimeout.
 	TTL time.Duration
+	// GPU is what the runner's host must have.
+	GPU GPUNeeds
+}
+
+// GPUNeeds is what a runner's host must have: at least Count GPUs, each
+// with at least MinMemoryMiB of memory. They travel as the job input's
+// gpu_count and min_gpu_memory_mb; 0 leaves a field out, so the
+// endpoint's FITNESS_GPU_COUNT or FITNESS_MIN_GPU_MEMORY_MB applies. A
+// worker short of them fails the job as unfit before its runner starts.
+type GPUNeeds struct {
+	Count        int
+	MinMemoryMiB int64
+}
+
+// MaxGPUCount and MaxGPUMemoryMiB bound GPUNeeds as the worker does.
+const (
+	MaxGPUCount     = 64
+	MaxGPUMemoryMiB = 1 << 40
+)
+
+func (g GPUNeeds) check() error {
+	if g.Count < 0 || g.Count > MaxGPUCount {
+		return fmt.Errorf("GPU count %d: 0 (the endpoint's setting) to %d", g.Count, MaxGPUCount)
+	}
+	if g.MinMemoryMiB < 0 || g.MinMemoryMiB > MaxGPUMemoryMiB {
+		return fmt.Errorf("minimum GPU memory %d MiB: 0 (the endpoint's setting) to %d", g.MinMemoryMiB, int64(MaxGPUMemoryMiB))
+	}
+	return nil
 }
 
 // Input is the job input these options make.
@@ -96,6 +131,8 @@ func (o StartOptions) Input() jobapi.Input {
 		RunnerUser:   jobapi.String(o.RunnerUser),
 		IdleTimeout:  jobapi.Seconds(o.IdleTimeout),
 		JobTimeout:   jobapi.Seconds(o.JobTimeout),
+		GPUCount:     jobapi.Whole(int64(o.GPU.Count)),
+		MinGPUMemory: jobapi.Whole(o.GPU.MinMemoryMiB),
 	}
 }
 
@@ -124,6 +161,13 @@ func (o StartOptions) policy() (exec, ttl time.Duration, err error) {
 	return exec, ttl, nil
 }
 
+// Policy is the execution timeout and ttl of a runner's job with these
+// idle and job timeouts, as Start derives them: idle + job + 10 minutes,
+// and that + QueueAllowance (both at most MaxTimeout).
+func Policy(idle, job time.Duration) (exec, ttl time.Duration, err error) {
+	return StartOptions{IdleTimeout: idle, JobTimeout: job}.policy()
+}
+
 // Job is RunPod's view of a job.
 type Job = jobapi.Job
 
@@ -141,7 +185,9 @@ func UniqueLabel(runID, attempt string) string {
 	return strings.Join(append(parts, hex.EncodeToString(b)), "-")
 }
 
-// Start submits a job that registers one runner with opts.Labels.
+// Start submits a job that registers one runner with opts.Labels, with
+// the endpoint's credential or the PAT in opts (the endpoint mode; see
+// Launcher for runners minted on the GitHub side).
 func (c *Client) Start(ctx context.Context, o StartOptions) (*Job, error) {
 	if err := c.check(); err != nil {
 		return nil, err
@@ -149,11 +195,39 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (*Job, error) {
 	if o.Scope == "" {
 		return nil, errors.New("no github_org: set the github-org input")
 	}
-	input, err := json.Marshal(o.Input())
-	if err != nil {
+	if err := o.GPU.check(); err != nil {
 		return nil, err
 	}
 	exec, ttl, err := o.policy()
+	if err != nil {
+		return nil, err
+	}
+	return c.submit(ctx, o.Input(), exec, ttl, "its runner, labelled "+strings.Join(o.Labels, ",")+", gives up after the idle timeout")
+}
+
+// Submit sends /run with in and a policy of exec and ttl (0: RunPod's
+// defaults) and returns the new job. /run is not idempotent: a request
+// RunPod may have received is never sent again, and its error satisfies
+// MaybeCreated; 429s and requests that never left are retried.
+func (c *Client) Submit(ctx context.Context, in jobapi.Input, exec, ttl time.Duration) (*Job, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c.submit(ctx, in, exec, ttl, "")
+}
+
+// MaybeCreated reports whether err is a /run whose outcome is unknown:
+// RunPod may have created the job (a 5xx, a lost answer, an answer
+// without a job id). Any other error from Submit is a refusal: no job.
+func MaybeCreated(err error) bool {
+	var mr *maybeReceivedError
+	return errors.As(err, &mr)
+}
+
+// submit sends /run with input and the policy; ifCreated says, in an
+// error saying the job may exist, what becomes of such a job.
+func (c *Client) submit(ctx context.Context, in jobapi.Input, exec, ttl time.Duration, ifCreated string) (*Job, error) {
+	input, err := json.Marshal(in)
 	if err != nil {
 		return nil, err
 	}
@@ -165,16 +239,24 @@ func (c *Client) Start(ctx context.Context, o StartOptions) (*Job, error) {
 	if err := c.call(ctx, http.MethodPost, "run", body, &j, false); err != nil {
 		var mr *maybeReceivedError
 		if errors.As(err, &mr) {
-			return nil, fmt.Errorf("%w; RunPod may have created the job anyway: not sent again, so as not to start "+
-				"a second billed runner (if it was created, its runner, labelled %s, gives up after the idle timeout)",
-				mr.err, strings.Join(o.Labels, ","))
+			return nil, maybeCreated(mr, ifCreated)
 		}
 		return nil, err
 	}
 	if j.ID == "" {
-		return nil, errors.New("RunPod accepted the job but returned no id")
+		return nil, maybeCreated(&maybeReceivedError{errors.New("RunPod accepted the job but returned no id")}, ifCreated)
 	}
 	return &j, nil
+}
+
+// maybeCreated explains mr; ifCreated ("" : nothing) says what becomes of
+// a job RunPod created all the same.
+func maybeCreated(mr *maybeReceivedError, ifCreated string) error {
+	if ifCreated != "" {
+		ifCreated = " (if it was created, " + ifCreated + ")"
+	}
+	return &maybeReceivedError{fmt.Errorf("%w; RunPod may have created the job anyway: not sent again, so as not to start "+
+		"a second billed runner%s", mr.err, ifCreated)}
 }
 
 // Status returns a job's status.
@@ -189,25 +271,68 @@ func (c *Client) Status(ctx context.Context, id string) (*Job, error) {
 	return &j, nil
 }
 
-// Stop cancels the job unless it already ended; it returns the job as it
-// stands afterwards.
-func (c *Client) Stop(ctx context.Context, id string) (*Job, bool, error) {
+// StopResult is what Stop did to a job.
+type StopResult struct {
+	Job       *Job // as it stands afterwards (nil when Gone)
+	Cancelled bool // Stop cancelled it
+	// Gone: RunPod no longer knows the job (it ended and RunPod dropped
+	// it after its ttl) while the endpoint answers: nothing to cancel.
+	Gone bool
+}
+
+// Stop cancels the job unless it already ended or RunPod forgot it.
+func (c *Client) Stop(ctx context.Context, id string) (StopResult, error) {
 	j, err := c.Status(ctx, id)
+	if NotFound(err) {
+		return c.gone(ctx, err)
+	}
 	if err != nil {
-		return nil, false, err
+		return StopResult{}, err
 	}
 	if j.Status.Terminal() {
-		return j, false, nil
+		return StopResult{Job: j}, nil
 	}
 	var cj Job
-	if err := c.call(ctx, http.MethodPost, "cancel/"+url.PathEscape(id), nil, &cj, true); err != nil {
-		return j, false, err
+	err = c.call(ctx, http.MethodPost, "cancel/"+url.PathEscape(id), nil, &cj, true)
+	if NotFound(err) {
+		return c.gone(ctx, err)
+	}
+	if err != nil {
+		return StopResult{Job: j}, err
 	}
 	if cj.Status == "" {
 		cj.Status = jobapi.Cancelled
 	}
 	cj.ID = id
-	return &cj, true, nil
+	return StopResult{Job: &cj, Cancelled: true}, nil
+}
+
+// gone tells a job RunPod forgot from an endpoint that does not exist
+// (both answer 404): the endpoint's /health must answer.
+func (c *Client) gone(ctx context.Context, notFoundErr error) (StopResult, error) {
+	if _, err := c.Health(ctx); err != nil {
+		return StopResult{}, fmt.Errorf("%w (and /health failed too: %v)", notFoundErr, err)
+	}
+	return StopResult{Gone: true}, nil
+}
+
+// Health is the endpoint's /health: its jobs and workers.
+func (c *Client) Health(ctx context.Context) (*jobapi.Health, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	var h jobapi.Health
+	if err := c.call(ctx, http.MethodGet, "health", nil, &h, true); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// NotFound reports whether err is RunPod's 404: no such job (it ended
+// and RunPod dropped it) or no such endpoint.
+func NotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
 // APIError is a failed call.
@@ -317,7 +442,7 @@ func (c *Client) once(ctx context.Context, hc *http.Client, method, u, op string
 	}
 	req.Header.Set("Authorization", "Bearer "+c.APIKey.Reveal())
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "worker-github_runner-dispatch")
+	req.Header.Set("User-Agent", cmp.Or(c.UserAgent, "worker-github_runner-dispatch"))
 	var sent atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
@@ -330,7 +455,15 @@ func (c *Client) once(ctx context.Context, hc *http.Client, method, u, op string
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return &APIError{op, resp.StatusCode, short(b)}
+		msg := string(b)
+		if c.Redactor != nil {
+			msg = c.Redactor.Redact(msg)
+		}
+		msg = short([]byte(msg))
+		if quotes(b, payload) {
+			msg = "(the answer quotes the request, which holds a secret: not shown)"
+		}
+		return &APIError{op, resp.StatusCode, msg}
 	}
 	if out != nil && len(bytes.TrimSpace(b)) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -348,6 +481,16 @@ type transportError struct {
 }
 
 func (e transportError) Unwrap() error { return e.error }
+
+// quotes reports whether answer holds any 32-byte piece of request.
+func quotes(answer, request []byte) bool {
+	for i := 0; i+32 <= len(request); i += 16 {
+		if bytes.Contains(answer, request[i:i+32]) {
+			return true
+		}
+	}
+	return false
+}
 
 func short(b []byte) string {
 	s := strings.TrimSpace(string(b))

@@ -196,13 +196,13 @@ func image(t *testing.T, ref string) v1.Image {
 // files lists the regular files of a layer, reading the content of wanted ones.
 func layerFiles(t *testing.T, l v1.Layer, want map[string]bool) (map[string]bool, map[string][]byte) {
 	t.Helper()
-	rc, err := l.Uncompressed()
+	r, wait, err := uncompressed(l) // gzip(1): Go's inflate is slow under -race
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer wait()
 	names, data := map[string]bool{}, map[string][]byte{}
-	tr := tar.NewReader(rc)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -224,7 +224,7 @@ func layerFiles(t *testing.T, l v1.Layer, want map[string]bool) (map[string]bool
 func TestRealMatrixBuildsAndPublishes(t *testing.T) {
 	needDevenv(t)
 	reg := uniqueRegistry(t)
-	env := []string{"REGISTRY=" + reg, "RELEASE=v1.0.0"}
+	env := []string{"REGISTRY=" + reg, "RELEASE=v1.0.0", "LATEST=true"}
 	// Versions never built before, so the worker layer is new to BuildKit.
 	ver1, ver2 := fmt.Sprintf("e2e-%d-a", time.Now().UnixNano()), fmt.Sprintf("e2e-%d-b", time.Now().UnixNano())
 
@@ -412,4 +412,99 @@ func lastLine(s, substr string) string {
 		}
 	}
 	return ""
+}
+
+// stepsVariant adds, on top of cpu, an apt package and a file written by a
+// Dockerfile heredoc with the variant's own value (${flavour}).
+const stepsVariant = `variant "cpu-tools" {
+  inherits = ["cpu"]
+  tags     = ["dev-cpu-tools"]
+  steps = [
+    <<-EOT
+    RUN set -eu; export DEBIAN_FRONTEND=noninteractive; apt-get update; \
+        apt-get install -y --no-install-recommends tree; rm -rf /var/lib/apt/lists/*
+    RUN <<EOF
+    echo "built for ${flavour} by steps" > /opt/steps-marker
+    EOF
+    EOT
+  ]
+}
+
+variant "cpu-tools-more" {
+  inherits = ["cpu"]
+  base     = variant.cpu-tools
+  tags     = ["dev-cpu-tools-more"]
+  steps    = ["RUN cp /opt/steps-marker /opt/more-marker && tree /opt > /opt/tree.txt"]
+}
+`
+
+// A variant with steps, and a variant built on it (base = variant.NAME),
+// build through the local buildkitd and registry: the images have what the
+// steps installed (the second the first's files too), the worker is still
+// the last layer, and a worker-only change rebuilds only that layer of
+// each (issue 19).
+func TestStepsVariantBuilds(t *testing.T) {
+	needDevenv(t)
+	reg := uniqueRegistry(t)
+	extra := filepath.Join(t.TempDir(), "tools.hcl")
+	if err := os.WriteFile(extra, []byte(stepsVariant), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ver1, ver2 := fmt.Sprintf("e2e-%d-a", time.Now().UnixNano()), fmt.Sprintf("e2e-%d-b", time.Now().UnixNano())
+	env := []string{"REGISTRY=" + reg}
+	cold := build(t, 15*time.Minute, env, "-f", extra, "--worker-version", ver1, "cpu-tools*")
+	if cold.code != 0 {
+		t.Fatalf("build failed (%d):\n%s\n%s", cold.code, cold.stdout, tail(cold.stderr, 60))
+	}
+	t.Logf("cold build of cpu-tools and cpu-tools-more: %.1fs", cold.duration.Seconds())
+	checkStepsImage(t, reg+"/worker-github_runner:dev-cpu-tools", []string{"usr/bin/tree", "opt/steps-marker"})
+	checkStepsImage(t, reg+"/worker-github_runner:dev-cpu-tools-more", []string{"usr/bin/tree", "opt/steps-marker", "opt/more-marker", "opt/tree.txt"})
+	wchange := build(t, 5*time.Minute, env, "-f", extra, "--worker-version", ver2, "cpu-tools*")
+	if wchange.code != 0 {
+		t.Fatalf("rebuild failed (%d):\n%s", wchange.code, tail(wchange.stderr, 40))
+	}
+	for _, v := range []string{"cpu-tools", "cpu-tools-more"} {
+		m := wchange.meta[v]
+		t.Logf("%s, worker-only change: %.1fs, %d of %d steps cached", v, wchange.duration.Seconds(), m.CachedSteps, m.Steps)
+		if m.Steps == 0 || m.CachedSteps != m.Steps-1 {
+			t.Errorf("%s: %d of %d steps cached after a worker-only change, want all but one", v, m.CachedSteps, m.Steps)
+		}
+	}
+}
+
+// checkStepsImage checks an image has the files, the runner, the marker
+// the steps wrote, and the worker alone in its last layer.
+func checkStepsImage(t *testing.T, ref string, want []string) {
+	t.Helper()
+	layers, err := image(t, ref).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, data := map[string]bool{}, map[string][]byte{}
+	for _, l := range layers {
+		names, d := layerFiles(t, l, map[string]bool{"opt/steps-marker": true})
+		for n := range names {
+			all[n] = true
+		}
+		for k, v := range d {
+			data[k] = v
+		}
+	}
+	for _, p := range append(want, "actions-runner/run.sh", "usr/local/bin/worker") {
+		if !all[p] {
+			t.Errorf("%s lacks /%s", ref, p)
+		}
+	}
+	if got := string(data["opt/steps-marker"]); got != "built for cpu by steps\n" {
+		t.Errorf("%s: /opt/steps-marker = %q", ref, got)
+	}
+	last, _ := layerFiles(t, layers[len(layers)-1], nil)
+	for n := range last {
+		if !strings.HasPrefix("usr/local/bin/worker", strings.TrimSuffix(n, "/")) {
+			t.Errorf("%s: the last layer holds %s besides the worker", ref, n)
+		}
+	}
+	if !last["usr/local/bin/worker"] {
+		t.Errorf("%s: the last layer is not the worker's: %v", ref, last)
+	}
 }

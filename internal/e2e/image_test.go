@@ -1,19 +1,28 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/runpod-workers/worker-github_runner/internal/build/workerbin"
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 )
@@ -47,7 +56,14 @@ func cpuImage(t *testing.T) (string, v1.Image) {
 func TestImageRunsAsWorker(t *testing.T) {
 	needRunc(t)
 	_, img := cpuImage(t)
-	rootfs := newBundle(t, img)
+	runsAsWorker(t, img, newBundle(t, img), "cpu")
+}
+
+// runsAsWorker runs an image, unpacked in rootfs, with runc like RunPod
+// runs it and checks the job ran through the fake platform and GitHub
+// (TestImageRunsAsWorker).
+func runsAsWorker(t *testing.T, img v1.Image, rootfs, flavour string) {
+	t.Helper()
 	p := runpodtest.New()
 	defer p.Close()
 	gh := githubtest.New(testPAT)
@@ -77,7 +93,7 @@ func TestImageRunsAsWorker(t *testing.T) {
 		t.Fatalf("result %v\n%s", post.Body, tail(out, 40))
 	}
 	labels := fmt.Sprint(res["labels"])
-	for _, want := range []string{"self-hosted", "linux", "x64", "runpod", "cpu", "e2e-pin"} {
+	for _, want := range []string{"self-hosted", "linux", "x64", "runpod", flavour, "e2e-pin"} {
 		if !strings.Contains(labels, want) {
 			t.Errorf("labels %s lack %s", labels, want)
 		}
@@ -215,6 +231,265 @@ func compareImages(t *testing.T, aRef string, a v1.Image, bRef string, b v1.Imag
 	for n := range bf {
 		if !af[n] {
 			t.Errorf("%s has /%s, %s does not", bRef, n, aRef)
+		}
+	}
+}
+
+// renderForDevenv renders the Dockerfiles (the root one and dockerfiles/)
+// with the devenv's overrides into a folder of their own: the committed
+// ones download the runner from github.com and install Ubuntu 24.04's
+// package names, which this offline machine and its Debian stand-ins lack.
+// Only the values differ; the build below involves no imagegen.
+func renderForDevenv(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(imagegen, "-f", filepath.Join(repoRoot, "variants.hcl"), "render", "--no-lint", "--out", filepath.Join(dir, "dockerfiles"))
+	cmd.Env = os.Environ()
+	for k, v := range devenv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// buildctlImage builds dfDir/file with the repository root as the build
+// context through the buildctl CLI alone, as a user without imagegen
+// would, pushes it, and returns its reference and image.
+func buildctlImage(t *testing.T, dfDir, file string, opts ...string) (string, v1.Image) {
+	t.Helper()
+	ref := uniqueRegistry(t) + "/worker-github_runner:" + strings.TrimSuffix(file, ".Dockerfile")
+	args := []string{"--addr", devenv["BUILDKIT_HOST"], "build", "--frontend", "dockerfile.v0",
+		"--local", "context=" + repoRoot, "--local", "dockerfile=" + dfDir, "--opt", "filename=" + file,
+		"--output", "type=image,name=" + ref + ",push=true,registry.insecure=true", "--progress", "plain"}
+	for _, o := range opts {
+		args = append(args, "--opt", o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, filepath.Join(devenv["WGR_CACHE"], "bin", "buildctl"), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("buildctl build -f %s %v: %v\n%s", file, opts, err, tail(string(out), 40))
+	}
+	t.Logf("buildctl build -f %s %v: %.1fs", file, opts, time.Since(start).Seconds())
+	return ref, image(t, ref)
+}
+
+// checkImageContract checks what every image promises, on its config and
+// the files its build added (read from the top layers down, never the base
+// image's): the entrypoint, the variant's labels, the runner (its checksum
+// was verified by the build) owned by the unprivileged runner user (uid
+// 1001), a static worker, and the seed's kaniko command beside
+// /kaniko/executor with /kaniko/.docker owned by that user.
+func checkImageContract(t *testing.T, img v1.Image, variant string) {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep := cf.Config.Entrypoint; len(ep) != 1 || ep[0] != "/usr/local/bin/worker" {
+		t.Errorf("%s: entrypoint %v", variant, ep)
+	}
+	l := cf.Config.Labels
+	if l["io.runpod.worker-github-runner.variant"] != variant || l["io.runpod.worker-github-runner.flavour"] != variant ||
+		l["io.runpod.worker-github-runner.runner-version"] != "2.337.0" || l["io.runpod.worker-github-runner.kaniko-version"] != "v1.23.2" {
+		t.Errorf("%s: labels %v", variant, l)
+	}
+	hdrs, data := topFiles(t, img, []string{"actions-runner/config.sh", "actions-runner/run.sh", "actions-runner/_work",
+		"kaniko/.docker", "kaniko/executor", "etc/passwd", "usr/local/bin/kaniko", "usr/local/bin/worker"})
+	for _, p := range []string{"actions-runner/config.sh", "actions-runner/run.sh", "actions-runner/_work", "kaniko/.docker"} {
+		if h := hdrs[p]; h == nil || h.Uid != 1001 {
+			t.Errorf("%s: /%s is %+v, want it owned by uid 1001 (runner)", variant, p, h)
+		}
+	}
+	if h := hdrs["kaniko/.docker"]; h != nil && h.Mode&0o777 != 0o700 {
+		t.Errorf("%s: /kaniko/.docker has mode %o, want 0700", variant, h.Mode&0o777)
+	}
+	for _, p := range []string{"kaniko/executor", "usr/local/bin/kaniko", "usr/local/bin/worker"} {
+		if h := hdrs[p]; h == nil || h.Mode&0o111 == 0 {
+			t.Errorf("%s: /%s is not an executable: %+v", variant, p, h)
+		}
+	}
+	if !strings.Contains(string(data["etc/passwd"]), "\nrunner:x:1001:") {
+		t.Errorf("%s: no runner user (uid 1001) in /etc/passwd", variant)
+	}
+	if k := string(data["usr/local/bin/kaniko"]); !strings.Contains(k, "exec /kaniko/executor") {
+		t.Errorf("%s: /usr/local/bin/kaniko is %q", variant, k)
+	}
+	f, err := elf.NewFile(bytes.NewReader(data["usr/local/bin/worker"]))
+	if err != nil {
+		t.Fatalf("%s: worker is not ELF: %v", variant, err)
+	}
+	if err := workerbin.CheckELF(f, "usr/local/bin/worker", "linux/amd64"); err != nil {
+		t.Errorf("%s: %v", variant, err)
+	}
+}
+
+// topFiles reads the layers from the newest down until every path was
+// seen, giving each path's newest header and content.
+func topFiles(t *testing.T, img v1.Image, paths []string) (map[string]*tar.Header, map[string][]byte) {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdrs, data := map[string]*tar.Header{}, map[string][]byte{}
+	for i := len(layers) - 1; i >= 0 && len(hdrs) < len(paths); i-- {
+		r, wait, err := uncompressed(layers[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(r)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+			if _, seen := hdrs[n]; seen || !slices.Contains(paths, n) {
+				continue
+			}
+			hdrs[n] = h
+			data[n], _ = io.ReadAll(tr)
+		}
+		wait()
+	}
+	return hdrs, data
+}
+
+// The seed's quick start with nothing but BuildKit: the root Dockerfile
+// (BUILD_TYPE=cpu) and dockerfiles/gpu.Dockerfile build through buildctl
+// from the repository root, compiling the worker in their own stage with
+// the Go stand-in and the Go module proxy, and the images keep the same
+// promises as imagegen's: contract, and (CPU) a job run with runc. Then, in the
+// CPU image (last: Kaniko replaces its file system), the seed's two Kaniko
+// snippets run verbatim: registry credentials written to
+// /kaniko/.docker/config.json, then `kaniko --dockerfile=./Dockerfile
+// --context=. --destination=... --cache=true --cache-repo=...`, which
+// pushes an image and its cache to the local registry.
+func TestDockerfilesBuildWithBuildctlAlone(t *testing.T) {
+	needRunc(t)
+	dir := renderForDevenv(t)
+	for _, c := range []struct {
+		variant, dfDir, file string
+		opts                 []string
+	}{
+		{"gpu", filepath.Join(dir, "dockerfiles"), "gpu.Dockerfile", nil},
+		{"cpu", dir, "Dockerfile", []string{"build-arg:BUILD_TYPE=cpu"}},
+	} {
+		_, img := buildctlImage(t, c.dfDir, c.file, c.opts...)
+		checkImageContract(t, img, c.variant)
+		if c.variant != "cpu" {
+			continue // the GPU worker refuses a host without a GPU
+		}
+		start := time.Now()
+		rootfs := newBundle(t, img)
+		t.Logf("%s: unpacked in %.1fs", c.variant, time.Since(start).Seconds())
+		runsAsWorker(t, img, rootfs, c.variant)
+		seedKanikoSnippets(t, img, rootfs)
+	}
+}
+
+func seedKanikoSnippets(t *testing.T, img v1.Image, rootfs string) {
+	t.Helper()
+	work := t.TempDir()
+	os.Chmod(work, 0o755)
+	reg := devenv["WGR_REGISTRY"]
+	df := "FROM " + reg + "/library/ubuntu:24.04\nRUN echo built-by-kaniko > /hello\n"
+	if err := os.WriteFile(filepath.Join(work, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo := uniqueRegistry(t) + "/app"
+	script := `set -eu
+echo "{\"auths\":{\"$REGISTRY\":{\"auth\":\"$(echo -n "$REGISTRY_USERNAME:$REGISTRY_PASSWORD" | base64)\"}}}" > /kaniko/.docker/config.json
+kaniko --dockerfile=./Dockerfile --context=. --destination=$IMAGE:latest --cache=true --cache-repo=$IMAGE-cache
+`
+	env := append(imageEnv(t, img), "REGISTRY="+reg, "REGISTRY_USERNAME=e2e", "REGISTRY_PASSWORD=e2e-password", "IMAGE="+repo, "HOME=/root")
+	c := container{rootfs: rootfs, args: []string{"/bin/sh", "-c", script}, env: env, caps: kanikoCaps, cwd: "/work"}
+	start := time.Now()
+	out, code := c.runWithMounts(t, 10*time.Minute, map[string]string{"/work": work})
+	t.Logf("the seed's kaniko snippets: exit %d after %.1fs", code, time.Since(start).Seconds())
+	if code != 0 {
+		t.Fatalf("kaniko failed:\n%s", tail(out, 40))
+	}
+	cfg, err := os.ReadFile(filepath.Join(rootfs, "kaniko", ".docker", "config.json"))
+	if err != nil || !strings.Contains(string(cfg), `"auths":{"`+reg+`"`) {
+		t.Errorf("/kaniko/.docker/config.json: %v %s", err, cfg)
+	}
+	if strings.Contains(out, "e2e-password") {
+		t.Error("the registry password is in Kaniko's output")
+	}
+	layers, err := image(t, repo+":latest").Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, data := layerFiles(t, layers[len(layers)-1], map[string]bool{"hello": true}); string(data["hello"]) != "built-by-kaniko\n" {
+		t.Errorf("%s:latest has /hello %q in its last layer", repo, data["hello"])
+	}
+	cacheRepo, err := name.NewRepository(repo + "-cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags, err := remote.List(cacheRepo); err != nil || len(tags) == 0 {
+		t.Errorf("no cache in %s: %v %v", cacheRepo, tags, err)
+	}
+}
+
+// jobUserScript runs, in the image, what a workflow job does as the job
+// user (runner, uid 1001, HOME /home/runner, no supplementary groups, as
+// the worker starts the runner): Python, a venv, pip --user, the tool
+// cache; sudo refused; then, as root, writes the sudoers file the worker
+// writes when the endpoint enables sudo, and sudo works.
+const jobUserScript = `set -eu
+as_runner() { setpriv --reuid=runner --regid=runner --clear-groups env HOME=/home/runner USER=runner LOGNAME=runner "$@"; }
+as_runner sh -ec '
+  cd "$HOME"
+  python --version
+  python3 -m venv /tmp/venv
+  /tmp/venv/bin/python -m pip --version
+  python3 -m pip --version
+  mkdir -p /tmp/hello
+  printf "%s\n" "[build-system]" "requires = [\"setuptools\"]" "build-backend = \"setuptools.build_meta\"" \
+    "[project]" "name = \"hello\"" "version = \"1.0\"" > /tmp/hello/pyproject.toml
+  echo "WORDS = \"hello from pip --user\"" > /tmp/hello/hello.py
+  python3 -m pip install --user --no-index --no-build-isolation --quiet /tmp/hello
+  python -c "import hello; print(hello.WORDS)"
+  test "$RUNNER_TOOL_CACHE" = /opt/hostedtoolcache
+  test "$AGENT_TOOLSDIRECTORY" = /opt/hostedtoolcache
+  mkdir -p "$RUNNER_TOOL_CACHE/Python/3.12.0/x64" "$HOME/.cache/x"
+  echo "tool cache and HOME writable"
+'
+if as_runner sudo -n true 2>/dev/null; then echo "sudo works without the setting" >&2; exit 1; fi
+echo "sudo refused without the setting"
+test -d /etc/sudoers.d
+echo 'runner ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/wgr-runner
+chmod 0440 /etc/sudoers.d/wgr-runner
+as_runner sudo -n true
+as_runner sudo -n apt-get --version | head -n 1
+echo "sudo with the setting: ok"
+`
+
+// The job user has Python (python, pip, venv, pip install --user), a
+// writable HOME and tool cache, and no sudo until the worker writes the
+// sudoers file (issue 19).
+func TestImageJobUserPythonAndSudo(t *testing.T) {
+	needRunc(t)
+	_, img := cpuImage(t)
+	rootfs := newBundle(t, img)
+	c := container{rootfs: rootfs, args: []string{"/bin/sh", "-c", jobUserScript}, env: imageEnv(t, img), caps: dockerCaps}
+	out, code := c.run(t, 3*time.Minute)
+	t.Logf("job user checks:\n%s", out)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, tail(out, 40))
+	}
+	for _, want := range []string{"Python 3", "hello from pip --user", "tool cache and HOME writable", "sudo refused without the setting", "apt ", "sudo with the setting: ok"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
 	"github.com/runpod-workers/worker-github_runner/internal/registry"
+	"github.com/runpod-workers/worker-github_runner/internal/render"
 )
 
 // fakeBackend is a backend the CLI knows only through its capabilities:
@@ -89,5 +90,33 @@ func TestBackendWithoutSecretsRefusesRunnerNetrc(t *testing.T) {
 	code, o, e := run("-f", realFile, "build", "--dry-run", "--builder", "fake", "--runner-netrc", netrc)
 	if code != ExitUsage || !strings.Contains(e, "--runner-netrc is not supported with --builder fake: Fake has no build secrets") || strings.Contains(o+e, "s3cret") {
 		t.Errorf("exit %d\n%s%s", code, o, e)
+	}
+}
+
+// A backend with named contexts gets the self-contained Dockerfile and the
+// worker binaries as the named context that replaces its worker stage; one
+// without (Kaniko) gets the prepared Dockerfile, which copies them from the
+// build context. Neither compiles the worker in the Dockerfile.
+func TestWorkerReachesTheBackendItsWay(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		fb := withFakeBackend(t)
+		fb.caps.NamedContexts = named
+		out := filepath.Join(t.TempDir(), "oci")
+		code, o, e := run("-f", realFile, "build", "--builder", "fake", "--progress", "quiet",
+			"--output", out, "--worker-bin", "linux/amd64="+staticBinary(t), "cpu")
+		if code != ExitOK || len(fb.reqs) != 1 {
+			t.Fatalf("named=%v: exit %d, %d requests\n%s%s", named, code, len(fb.reqs), o, e)
+		}
+		r := fb.reqs[0]
+		df := string(r.Dockerfile)
+		if named {
+			// Both worker stages: BuildKit then never looks up the Go image.
+			if r.NamedContexts[render.WorkerStage] != fb.caps.ContextDir || r.NamedContexts[render.WorkerBuildStage] != fb.caps.ContextDir ||
+				!strings.Contains(df, "COPY --from=worker /worker-linux-${TARGETARCH} ") {
+				t.Errorf("named contexts %v, Dockerfile:\n%s", r.NamedContexts, df)
+			}
+		} else if len(r.NamedContexts) != 0 || strings.Contains(df, "golang") || !strings.Contains(df, "\nCOPY worker-linux-${TARGETARCH} ") {
+			t.Errorf("without named contexts: named contexts %v, Dockerfile:\n%s", r.NamedContexts, df)
+		}
 	}
 }

@@ -277,6 +277,7 @@ func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) ([]*bu
 	}
 	reqs := make([]*build.Request, 0, len(vs))
 	platforms := map[string]bool{}
+	namedContexts := bf.backend(io.Discard).Capabilities().NamedContexts
 	for _, v := range vs {
 		plan, err := render.Variant(v)
 		if err != nil {
@@ -285,7 +286,14 @@ func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) ([]*bu
 		for _, p := range v.Platforms {
 			platforms[p] = true
 		}
-		req := &build.Request{Variant: v, Dockerfile: plan.Dockerfile, Secrets: secrets}
+		// Either way the worker comes from prepareWorker: as the named
+		// context that replaces the worker stage, or from the build context
+		// of the prepared Dockerfile.
+		req := &build.Request{Variant: v, Dockerfile: plan.Prepared, Secrets: secrets}
+		if namedContexts {
+			req.Dockerfile = plan.Dockerfile
+			req.NamedContexts = map[string]string{render.WorkerStage: "", render.WorkerBuildStage: ""}
+		}
 		if req.Output, err = bf.output(v.Name); err != nil {
 			return nil, nil, err
 		}
@@ -400,6 +408,9 @@ func (bf *buildFlags) run(ctx context.Context, stderr io.Writer, p *buildPlan) (
 	}
 	for _, r := range p.reqs {
 		r.ContextDir = ctxDir
+		for name := range r.NamedContexts { // the worker stages (requests)
+			r.NamedContexts[name] = ctxDir
+		}
 	}
 	opts := build.Options{Jobs: bf.jobs}
 	if tagsAfterAll(p.reqs) {

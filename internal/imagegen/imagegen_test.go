@@ -38,7 +38,7 @@ func run(args ...string) (code int, stdout, stderr string) {
 func TestPrintGolden(t *testing.T) {
 	for _, tc := range []struct{ name, release string }{{"print-dev", "dev"}, {"print-release", "v1.0.0"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, errOut := run("-f", realFile, "--var", "RELEASE="+tc.release, "print")
+			code, out, errOut := run("-f", realFile, "--var", "RELEASE="+tc.release, "--var", "LATEST="+fmt.Sprint(tc.release != "dev"), "print")
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
@@ -58,11 +58,44 @@ func TestPrintTags(t *testing.T) {
 		t.Error("dev build has latest tags")
 	}
 	t.Setenv("RELEASE", "v1.0.0")
+	t.Setenv("LATEST", "true")
 	_, out, _ = run("-f", realFile, "print")
 	for _, want := range []string{":v1.0.0-gpu", ":latest-gpu", ":v1.0.0-cpu", ":latest-cpu"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("release print lacks %s", want)
 		}
+	}
+}
+
+// latest-* moves only when the release pipeline says so (LATEST=true): a
+// pre-release, or a backport below the newest release, gets only its
+// version tags.
+func TestPrintLatestOnlyWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		release, latest string
+		set, want       bool
+	}{
+		{"v1.1.0-rc.1", "", false, false},
+		{"v1.0.0", "", false, false},
+		{"v0.9.1", "false", true, false},
+		{"v1.0.0", "true", true, true},
+	} {
+		t.Setenv("RELEASE", tc.release)
+		os.Unsetenv("LATEST")
+		if tc.set {
+			t.Setenv("LATEST", tc.latest)
+		}
+		code, out, errOut := run("-f", realFile, "print")
+		if code != 0 {
+			t.Fatalf("RELEASE=%s LATEST=%q: exit %d: %s", tc.release, tc.latest, code, errOut)
+		}
+		if !strings.Contains(out, ":"+tc.release+"-gpu") || strings.Contains(out, ":latest-") != tc.want {
+			t.Errorf("RELEASE=%s LATEST=%q: latest tags %v, want %v:\n%s", tc.release, tc.latest, !tc.want, tc.want, out)
+		}
+	}
+	t.Setenv("LATEST", "yes")
+	if code, _, errOut := run("-f", realFile, "print"); code != ExitFailure || !strings.Contains(errOut, `"yes" is not a bool`) {
+		t.Errorf("LATEST=yes: exit %d: %s", code, errOut)
 	}
 }
 
@@ -138,7 +171,7 @@ func TestRenderAndCheck(t *testing.T) {
 		t.Fatalf("check after render: %d %s %s", code, o, e)
 	}
 	// A second render changes nothing.
-	if _, o, _ := run("-f", realFile, "render", "--out", out); strings.Count(o, "unchanged") != 2 {
+	if _, o, _ := run("-f", realFile, "render", "--out", out); strings.Count(o, "unchanged") != 3 { // and the root Dockerfile
 		t.Fatalf("second render: %s", o)
 	}
 	// A variable that changes the output makes the files stale.
@@ -257,4 +290,147 @@ func checkHCLFormatted(path string) error {
 		return fmt.Errorf("%s is not in canonical HCL format (as terraform fmt / hclfmt write it)", path)
 	}
 	return nil
+}
+
+// Rendering every variant also writes the root Dockerfile beside the --out
+// folder (or at --root), which --check then checks too; rendering some
+// variants leaves it alone.
+func TestRenderRootDockerfile(t *testing.T) {
+	base := t.TempDir()
+	out := filepath.Join(base, "dockerfiles")
+	if code, o, e := run("-f", realFile, "render", "--no-lint", "--out", out); code != 0 || !strings.Contains(o, filepath.Join(base, "Dockerfile")) {
+		t.Fatalf("render: %d %s %s", code, o, e)
+	}
+	b, err := os.ReadFile(filepath.Join(base, "Dockerfile"))
+	if err != nil || !strings.Contains(string(b), "\nFROM variant-${BUILD_TYPE}\n") {
+		t.Fatalf("root Dockerfile: %v\n%.300s", err, b)
+	}
+	if code, o, e := run("-f", realFile, "render", "--no-lint", "--out", out, "--check"); code != 0 || !strings.Contains(o, "Dockerfile is up to date") {
+		t.Fatalf("check: %d %s %s", code, o, e)
+	}
+	os.WriteFile(filepath.Join(base, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+	if code, _, e := run("-f", realFile, "render", "--no-lint", "--out", out, "--check"); code != ExitFailure || !strings.Contains(e, filepath.Join(base, "Dockerfile")+" is out of date") {
+		t.Fatalf("stale root: %d %s", code, e)
+	}
+	if code, _, e := run("-f", realFile, "render", "--no-lint", "--out", out, "--check", "--no-root"); code != 0 {
+		t.Fatalf("--no-root still checks the root Dockerfile: %s", e)
+	}
+	if code, _, e := run("-f", realFile, "render", "--no-lint", "--out", out, "cpu"); code != 0 {
+		t.Fatalf("render cpu: %s", e)
+	}
+	if b, _ := os.ReadFile(filepath.Join(base, "Dockerfile")); string(b) != "FROM scratch\n" {
+		t.Error("rendering one variant rewrote the root Dockerfile")
+	}
+	other := filepath.Join(base, "elsewhere.Dockerfile")
+	if code, _, e := run("-f", realFile, "render", "--no-lint", "--out", out, "--root", other); code != 0 {
+		t.Fatalf("--root: %s", e)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("--root %s not written: %v", other, err)
+	}
+}
+
+// A bad build step stops render (and every command) with the variants
+// file's position, before anything is written.
+func TestRenderRejectsBadStep(t *testing.T) {
+	dir := t.TempDir()
+	extra := filepath.Join(dir, "ml.hcl")
+	src := "variant \"ml\" {\n  inherits = [\"gpu\"]\n  tags     = [\"ml\"]\n  steps = [\n    <<-EOT\n    RUN true\n    PIP install torch\n    EOT\n  ]\n}\n"
+	if err := os.WriteFile(extra, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	code, _, errOut := run("-f", realFile, "-f", extra, "render", "--out", out)
+	if code != ExitFailure || !strings.Contains(errOut, "ml.hcl:7:1: error: Invalid build step") || !strings.Contains(errOut, "unknown instruction: PIP") {
+		t.Fatalf("exit %d:\n%s", code, errOut)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("render wrote %s: %v", out, err)
+	}
+}
+
+// README's gpu-ml example renders and lints as printed: its pip line
+// after the system packages, the CUDA wheel index from the variant's cuda.
+func TestReadmeMLExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)<!-- ml-example -->\\s*```hcl\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no <!-- ml-example --> hcl block")
+	}
+	dir := t.TempDir()
+	extra := filepath.Join(dir, "ml.hcl")
+	os.WriteFile(extra, m[1], 0o644)
+	out := filepath.Join(dir, "out")
+	if code, o, e := run("-f", realFile, "-f", extra, "render", "--out", out); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, o, e)
+	}
+	df, err := os.ReadFile(filepath.Join(out, "gpu-ml.Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(df)
+	pip := strings.Index(s, "RUN pip install --no-cache-dir torch pytest \\\n    --extra-index-url https://download.pytorch.org/whl/cu126\nENV TORCH_HOME=/opt/torch\nUSER root\n")
+	if pip < 0 || pip < strings.Index(s, "apt-get install") || pip > strings.Index(s, "COPY --from=kaniko") {
+		t.Fatalf("the steps are missing or out of place:\n%s", s)
+	}
+}
+
+const ownTemplate = `# A template of my own for {{.V.Name}}.
+FROM {{.V.Kaniko.Image}} AS kaniko
+{{- if not .Prepared}}
+
+{{template "worker" .}}
+{{- end}}
+
+FROM {{.V.Base}}
+
+{{template "layers" .}}
+RUN echo own-template
+
+{{template "workerLayer" .}}
+`
+
+// A variant's own template (a path relative to its variants file) renders
+// its Dockerfile, can use the built-in template's parts, is linted and
+// checked by render --check like the others, and stays out of the root
+// Dockerfile; a missing file is an error at the template field.
+func TestVariantOwnTemplate(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "conf", "tmpl"), 0o755)
+	extra := filepath.Join(dir, "conf", "own.hcl")
+	os.WriteFile(extra, []byte("variant \"own\" {\n  inherits = [\"cpu\"]\n  tags     = [\"own\"]\n  template = \"tmpl/own.Dockerfile.tmpl\"\n}\n"), 0o644)
+	tmplFile := filepath.Join(dir, "conf", "tmpl", "own.Dockerfile.tmpl")
+	os.WriteFile(tmplFile, []byte(ownTemplate), 0o644)
+	out := filepath.Join(dir, "out")
+	if code, o, e := run("-f", realFile, "-f", extra, "render", "--out", out); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, o, e)
+	}
+	df, _ := os.ReadFile(filepath.Join(out, "own.Dockerfile"))
+	if !strings.HasPrefix(string(df), "# A template of my own for own.\n") || !strings.Contains(string(df), "apt-get install") ||
+		!strings.Contains(string(df), "RUN echo own-template\n\n# The worker changes most often") {
+		t.Fatalf("own.Dockerfile:\n%s", df)
+	}
+	if root, _ := os.ReadFile(filepath.Join(dir, "Dockerfile")); !strings.Contains(string(root), "AS variant-cpu") || strings.Contains(string(root), "variant-own") {
+		t.Errorf("the root Dockerfile holds own, or not cpu:\n%s", root)
+	}
+	if code, o, e := run("-f", realFile, "-f", extra, "render", "--check", "--out", out); code != 0 {
+		t.Fatalf("render --check: exit %d: %s%s", code, o, e)
+	}
+	os.WriteFile(tmplFile, []byte(strings.Replace(ownTemplate, "own-template", "changed", 1)), 0o644)
+	if code, _, _ := run("-f", realFile, "-f", extra, "render", "--check", "--out", out); code != ExitFailure {
+		t.Errorf("render --check after a template change: exit %d, want %d", code, ExitFailure)
+	}
+	os.WriteFile(tmplFile, []byte(strings.Replace(ownTemplate, "RUN echo", "RUNN echo", 1)), 0o644)
+	if code, _, e := run("-f", realFile, "-f", extra, "render", "--out", out); code != ExitFailure || !strings.Contains(e, "own") {
+		t.Errorf("a template with an unknown instruction: exit %d: %s", code, e)
+	} else {
+		t.Log(e)
+	}
+	os.Remove(tmplFile)
+	if code, _, e := run("-f", realFile, "-f", extra, "render", "--out", out); code != ExitFailure || !strings.Contains(e, "own.hcl:4:14: error: Invalid template") {
+		t.Errorf("a missing template: exit %d: %s", code, e)
+	}
 }

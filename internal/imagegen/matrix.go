@@ -73,7 +73,11 @@ func newListCommand(mf *matrixFlags) *cobra.Command {
 				if v.CUDA != "" {
 					flavour += " (CUDA " + v.CUDA + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, flavour, strings.Join(v.Platforms, ","), v.Base, strings.Join(v.Tags, " "))
+				base := v.Base
+				if v.BaseVariant != "" {
+					base = "variant." + v.BaseVariant
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, flavour, strings.Join(v.Platforms, ","), base, strings.Join(v.Tags, " "))
 			}
 			return tw.Flush()
 		},

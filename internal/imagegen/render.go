@@ -20,8 +20,19 @@ const DefaultDockerfileDir = "dockerfiles"
 
 type renderFlags struct {
 	out    string
+	root   string
+	noRoot bool
 	check  bool
 	noLint bool
+}
+
+// rootPath is where the root Dockerfile goes: --root, else beside the
+// --out folder (dockerfiles/ -> ./Dockerfile).
+func (rf *renderFlags) rootPath() string {
+	if rf.root != "" {
+		return rf.root
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(rf.out)), render.RootFileName)
 }
 
 func newRenderCommand(mf *matrixFlags) *cobra.Command {
@@ -31,7 +42,11 @@ func newRenderCommand(mf *matrixFlags) *cobra.Command {
 		Short: "Write one Dockerfile per variant",
 		Long: `render writes <variant>.Dockerfile for each variant into --out, linted with
 BuildKit's Dockerfile checks (offline). Rendering all variants also removes
-generated Dockerfiles of variants that no longer exist.
+generated Dockerfiles of variants that no longer exist, and writes the
+root Dockerfile (--root, default: Dockerfile beside the --out folder, so
+dockerfiles/ gives ./Dockerfile): every variant as a stage, BUILD_TYPE
+choosing one (default gpu), for 'docker build .' and the RunPod Hub.
+Each Dockerfile builds from the repository root with BuildKit alone.
 
 --check writes nothing and exits 1 when the files on disk differ from what
 would be rendered, or when the linter warns: run it in CI.`,
@@ -51,13 +66,23 @@ would be rendered, or when the linter warns: run it in CI.`,
 			if err != nil {
 				return err
 			}
-			if rf.check {
-				return checkRendered(cmd, rf.out, files, len(args) == 0, warnings)
+			extra := map[string][]byte{}
+			if len(args) == 0 && !rf.noRoot {
+				root, n, err := renderRoot(cmd, vs, !rf.noLint)
+				if err != nil {
+					return err
+				}
+				extra[rf.rootPath()], warnings = root, warnings+n
 			}
-			return writeRendered(cmd, rf.out, files, len(args) == 0)
+			if rf.check {
+				return checkRendered(cmd, rf.out, files, len(args) == 0, warnings, extra)
+			}
+			return writeRendered(cmd, rf.out, files, len(args) == 0, extra)
 		},
 	}
 	cmd.Flags().StringVar(&rf.out, "out", DefaultDockerfileDir, "directory to write the Dockerfiles to")
+	cmd.Flags().StringVar(&rf.root, "root", "", "where the root Dockerfile (every variant) goes; default: Dockerfile beside the --out folder")
+	cmd.Flags().BoolVar(&rf.noRoot, "no-root", false, "do not write or check the root Dockerfile")
 	cmd.Flags().BoolVar(&rf.check, "check", false, "write nothing; exit 1 if the files on disk are stale or lint warns")
 	cmd.Flags().BoolVar(&rf.noLint, "no-lint", false, "skip BuildKit's Dockerfile checks")
 	return cmd
@@ -90,20 +115,40 @@ func renderVariants(cmd *cobra.Command, vs []*variants.Variant, lint bool) (map[
 	return files, warnings, nil
 }
 
-// writeRendered brings dir up to date, all or nothing (see commitFiles).
-func writeRendered(cmd *cobra.Command, dir string, files map[string][]byte, all bool) error {
+// renderRoot renders (and lints) the root Dockerfile.
+func renderRoot(cmd *cobra.Command, vs []*variants.Variant, lint bool) ([]byte, int, error) {
+	root, err := render.Root(vs)
+	if err != nil {
+		return nil, 0, &ExitError{Code: ExitFailure, Err: err}
+	}
+	if !lint {
+		return root, 0, nil
+	}
+	ws, err := render.Lint(cmd.Context(), root)
+	if err != nil {
+		return nil, 0, &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s: %w", render.RootFileName, err)}
+	}
+	for _, w := range ws {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d: lint warning: %s: %s\n", render.RootFileName, w.Line, w.Rule, w.Message)
+	}
+	return root, len(ws), nil
+}
+
+// writeRendered brings dir, and the extra files (by path), up to date,
+// all or nothing (see commitFiles).
+func writeRendered(cmd *cobra.Command, dir string, files map[string][]byte, all bool, extra map[string][]byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("create output folder: %w", err)}
 	}
 	var changes []fileChange
 	var unchanged []string
-	for _, name := range sortedNames(files) {
-		p := filepath.Join(dir, name)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, files[name]) {
+	for _, p := range targetPaths(dir, files, extra) {
+		data := targetData(dir, files, extra, p)
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
 			unchanged = append(unchanged, p)
 			continue
 		}
-		changes = append(changes, fileChange{path: p, data: files[name]})
+		changes = append(changes, fileChange{path: p, data: data})
 	}
 	if all {
 		stale, err := staleFiles(dir, files)
@@ -131,16 +176,16 @@ func writeRendered(cmd *cobra.Command, dir string, files map[string][]byte, all 
 	return nil
 }
 
-func checkRendered(cmd *cobra.Command, dir string, files map[string][]byte, all bool, warnings int) error {
+func checkRendered(cmd *cobra.Command, dir string, files map[string][]byte, all bool, warnings int, extra map[string][]byte) error {
 	var problems []string
-	for _, name := range sortedNames(files) {
-		p := filepath.Join(dir, name)
+	for _, p := range targetPaths(dir, files, extra) {
+		data := targetData(dir, files, extra, p)
 		old, err := os.ReadFile(p)
 		switch {
 		case err != nil:
 			problems = append(problems, fmt.Sprintf("%s is missing", p))
-		case !bytes.Equal(old, files[name]):
-			problems = append(problems, fmt.Sprintf("%s is out of date (first difference at line %d)", p, firstDiffLine(old, files[name])))
+		case !bytes.Equal(old, data):
+			problems = append(problems, fmt.Sprintf("%s is out of date (first difference at line %d)", p, firstDiffLine(old, data)))
 		}
 	}
 	if all {
@@ -162,7 +207,27 @@ func checkRendered(cmd *cobra.Command, dir string, files map[string][]byte, all 
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("rendered Dockerfiles in %s are not up to date: run 'imagegen render'", dir)}
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%d Dockerfile(s) in %s are up to date\n", len(files), dir)
+	for _, p := range sortedNames(extra) {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s is up to date\n", p)
+	}
 	return nil
+}
+
+// targetPaths are the paths of the files in dir, then the extra ones.
+func targetPaths(dir string, files, extra map[string][]byte) []string {
+	var out []string
+	for _, name := range sortedNames(files) {
+		out = append(out, filepath.Join(dir, name))
+	}
+	return append(out, sortedNames(extra)...)
+}
+
+// targetData is the content for a path of targetPaths.
+func targetData(dir string, files, extra map[string][]byte, p string) []byte {
+	if b, ok := extra[p]; ok {
+		return b
+	}
+	return files[filepath.Base(p)]
 }
 
 // staleFiles lists generated Dockerfiles in dir that no variant renders.

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runpod-workers/worker-github_runner/internal/registry"
+	"github.com/runpod-workers/worker-github_runner/internal/render"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
@@ -85,6 +86,11 @@ func (f *matrixFlags) register(cmd *cobra.Command) {
 // file end the command with exit 1.
 func (f *matrixFlags) load(stderr io.Writer) (*variants.Matrix, error) {
 	m, files, diags := variants.LoadFiles(f.files, variants.Options{Vars: f.vars, Sets: f.sets})
+	if !diags.HasErrors() {
+		for _, v := range m.Variants {
+			diags = append(diags, render.CheckSteps(v, files)...)
+		}
+	}
 	if len(diags) > 0 {
 		variants.WriteDiagnostics(stderr, files, diags)
 	}

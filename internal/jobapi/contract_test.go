@@ -2,7 +2,9 @@ package jobapi_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/runpod-workers/worker-github_runner/internal/dispatch"
+	"github.com/runpod-workers/worker-github_runner/internal/fitness"
 	"github.com/runpod-workers/worker-github_runner/internal/github"
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/jobhandler"
@@ -50,6 +53,10 @@ var fields = map[string]field{
 		func(in *jobhandler.Input) bool { return in.RunnerUser == jobhandler.UserRoot }},
 	"mode": {nil, "token",
 		func(in *jobhandler.Input) bool { return in.Mode == jobhandler.ModeToken }},
+	"gpu_count": {func(o *dispatch.StartOptions) { o.GPU.Count = 2 }, "2",
+		func(in *jobhandler.Input) bool { return in.GPUCount == 2 }},
+	"min_gpu_memory_mb": {func(o *dispatch.StartOptions) { o.GPU.MinMemoryMiB = 40000 }, "40000",
+		func(in *jobhandler.Input) bool { return in.MinGPUMemMiB == 40000 }},
 }
 
 // notSentByDispatch are the fields dispatch leaves out, and why.
@@ -59,6 +66,8 @@ var notSentByDispatch = map[string]string{
 	"github_app_id":              "a workflow passes a PAT; a GitHub App's key stays on the endpoint",
 	"github_app_installation_id": "as github_app_id",
 	"github_app_private_key":     "as github_app_id",
+	"jitconfig":                  "Start sends the endpoint mode's fields; a JIT job's are TestJITContract's",
+	"runner_name":                "as jitconfig",
 }
 
 // notFromEnvironment are the fields this test does not give through the
@@ -176,5 +185,70 @@ func TestEnvironmentContract(t *testing.T) {
 	}
 	if !in.FromEndpoint || strings.Contains(strings.Join(in.Labels, ""), pat) {
 		t.Errorf("%+v", in)
+	}
+}
+
+// jitFields are the fields of a job with a JIT config; every other field
+// but selftest is refused with it.
+var jitFields = map[string]func(*jobhandler.Input) bool{
+	"jitconfig": func(in *jobhandler.Input) bool {
+		return in.JIT != nil && in.JIT.RunnerID == 42 && in.Mode == jobhandler.ModeJITConfig
+	},
+	"runner_name":       func(in *jobhandler.Input) bool { return in.JIT.RunnerName == "runpod-jit-1" },
+	"idle_timeout":      func(in *jobhandler.Input) bool { return in.IdleTimeout == 3*time.Minute },
+	"job_timeout":       func(in *jobhandler.Input) bool { return in.JobTimeout == 90*time.Minute },
+	"runner_user":       func(in *jobhandler.Input) bool { return in.RunnerUser == jobhandler.UserRoot },
+	"gpu_count":         func(in *jobhandler.Input) bool { return in.GPUCount == 2 },
+	"min_gpu_memory_mb": func(in *jobhandler.Input) bool { return in.MinGPUMemMiB == 40000 },
+}
+
+// testJIT is a JIT config of GitHub's shape.
+func testJIT() string {
+	file := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	b, _ := json.Marshal(map[string]string{
+		".runner":                file(`{"agentId":42,"agentName":"runpod-jit-1","serverUrl":"https://pipelines.actions.githubusercontent.com/x","gitHubUrl":"https://github.com/octo"}`),
+		".credentials":           file(`{"scheme":"OAuth","data":{"clientId":"c"}}`),
+		".credentials_rsaparams": file(`{"d":"k"}`),
+	})
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// dispatch's JIT input → the worker's parser: the fields a JIT job
+// carries arrive parsed, dispatch sends no other, and every other field
+// of the contract (but selftest) is refused alongside jitconfig, by name.
+func TestJITContract(t *testing.T) {
+	in := dispatch.JITInput(secret.New(testJIT()), "runpod-jit-1", dispatch.JITOptions{RunnerUser: "root", IdleTimeout: 3 * time.Minute,
+		JobTimeout: 90 * time.Minute, GPU: dispatch.GPUNeeds{Count: 2, MinMemoryMiB: 40000}})
+	raw, _ := json.Marshal(in)
+	got, err := jobhandler.ParseInput(raw, allowRoot)
+	if err != nil {
+		t.Fatalf("the worker's parser refused dispatch's JIT input: %v", err)
+	}
+	var sent map[string]json.RawMessage
+	json.Unmarshal(raw, &sent)
+	for _, f := range jobapi.Fields {
+		check, isJIT := jitFields[f.Name]
+		_, wasSent := sent[f.Name]
+		switch {
+		case isJIT && !wasSent:
+			t.Errorf("dispatch's JIT input leaves out %s", f.Name)
+		case isJIT && !check(got):
+			t.Errorf("%s arrived as %s and parsed wrong: %+v", f.Name, sent[f.Name], got)
+		case !isJIT && wasSent:
+			t.Errorf("dispatch's JIT input carries %s", f.Name)
+		case !isJIT && f.Name != "selftest":
+			both := fmt.Sprintf(`{"jitconfig": %q, %q: "1"}`, testJIT(), f.Name)
+			if _, err := jobhandler.ParseInput([]byte(both), allowRoot); err == nil || !strings.Contains(err.Error(), "jitconfig comes with "+f.Name) {
+				t.Errorf("jitconfig with %s: %v", f.Name, err)
+			}
+		}
+	}
+}
+
+// The fitness checks read the variables jobapi names for gpu_count and
+// min_gpu_memory_mb.
+func TestFitnessVariables(t *testing.T) {
+	if jobapi.EnvGPUCount != fitness.EnvGPUCount || jobapi.EnvMinGPUMemory != fitness.EnvMinGPUMemory {
+		t.Errorf("jobapi %s, %s; fitness %s, %s", jobapi.EnvGPUCount, jobapi.EnvMinGPUMemory, fitness.EnvGPUCount, fitness.EnvMinGPUMemory)
 	}
 }

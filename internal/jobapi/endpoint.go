@@ -90,10 +90,19 @@ type HealthJobs struct {
 	Cancelled  int `json:"cancelled"`
 }
 
-// HealthWorkers counts the endpoint's workers.
+// HealthWorkers counts the endpoint's workers by state, as RunPod
+// reports them.
 type HealthWorkers struct {
-	Idle    int `json:"idle"`
-	Running int `json:"running"`
+	Idle         int `json:"idle"`         // up, waiting for a job
+	Initializing int `json:"initializing"` // starting: pulling the image, booting
+	Ready        int `json:"ready"`        // started, not yet running a job
+	Running      int `json:"running"`      // running a job
+	// Throttled: ready, but its host cannot run it for now (RunPod's
+	// "host machine resource constraints"): no capacity.
+	Throttled int `json:"throttled"`
+	// Unhealthy: crashed or failed to start (a cold start over 7 min, a
+	// bad image); RunPod retries it.
+	Unhealthy int `json:"unhealthy"`
 }
 
 // ErrorAnswer is the body of a refused request.

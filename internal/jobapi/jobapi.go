@@ -8,6 +8,7 @@ package jobapi
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -30,6 +31,17 @@ type Input struct {
 	AppID        json.RawMessage `json:"github_app_id,omitempty"`
 	AppInstall   json.RawMessage `json:"github_app_installation_id,omitempty"`
 	AppKey       *string         `json:"github_app_private_key,omitempty"`
+	// JITConfig is the encoded config GitHub's generate-jitconfig returns
+	// (a runner minted on the GitHub side); with it the worker needs no
+	// GitHub credential. RunnerName is that runner's name, for logs.
+	JITConfig  *string `json:"jitconfig,omitempty"`
+	RunnerName *string `json:"runner_name,omitempty"`
+	// GPUCount and MinGPUMemory are what the job needs of the host (a
+	// whole number, or one as a string): the fitness check fails the job
+	// on a host with fewer GPUs, or a GPU with less memory (MiB), before
+	// a runner is registered, in the unfit form (ErrorReport).
+	GPUCount     json.RawMessage `json:"gpu_count,omitempty"`
+	MinGPUMemory json.RawMessage `json:"min_gpu_memory_mb,omitempty"`
 }
 
 // The endpoint variables behind the input fields.
@@ -46,6 +58,8 @@ const (
 	EnvAppID         = "GITHUB_APP_ID"
 	EnvAppInstall    = "GITHUB_APP_INSTALLATION_ID"
 	EnvAppPrivateKey = "GITHUB_APP_PRIVATE_KEY"
+	EnvGPUCount      = "FITNESS_GPU_COUNT"         // fitness.EnvGPUCount
+	EnvMinGPUMemory  = "FITNESS_MIN_GPU_MEMORY_MB" // fitness.EnvMinGPUMemory
 )
 
 // Field is an input field and the endpoint variable that backs it ("":
@@ -59,6 +73,8 @@ var Fields = []Field{
 	{"runner_group", EnvRunnerGroup}, {"github_api_url", EnvAPIURL}, {"idle_timeout", EnvIdleTimeout},
 	{"job_timeout", EnvJobTimeout}, {"mode", EnvMode}, {"runner_user", EnvRunnerUser}, {"selftest", ""},
 	{"github_app_id", EnvAppID}, {"github_app_installation_id", EnvAppInstall}, {"github_app_private_key", EnvAppPrivateKey},
+	{"jitconfig", ""}, {"runner_name", ""}, // a JIT config is single-use: never an endpoint setting
+	{"gpu_count", EnvGPUCount}, {"min_gpu_memory_mb", EnvMinGPUMemory},
 }
 
 // FieldNames are the input's field names, in order.
@@ -86,6 +102,15 @@ func Seconds(d time.Duration) json.RawMessage {
 	}
 	b, _ := json.Marshal(d.Seconds())
 	return b
+}
+
+// Whole is n as a whole-number field; nil when n is not positive (the
+// endpoint's setting applies).
+func Whole(n int64) json.RawMessage {
+	if n <= 0 {
+		return nil
+	}
+	return json.RawMessage(strconv.FormatInt(n, 10))
 }
 
 // List is a list of strings as a field (null for a nil list).

@@ -13,8 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/fitness"
 	"github.com/runpod-workers/worker-github_runner/internal/github"
 	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/platform"
@@ -35,8 +37,9 @@ type Handler struct {
 	Flavour, CUDA string
 	// GitHubBackoff is the first wait between GitHub retries (default 1 s).
 	GitHubBackoff time.Duration
-	// StopGrace is how long the runner gets to stop after SIGTERM before
-	// SIGKILL (default 10 s, or half the cancel budget if less).
+	// StopGrace is how long the runner gets to stop after its stop signal
+	// before SIGKILL (default 45 s, bounded by the cancel budget: see
+	// stopGrace).
 	StopGrace time.Duration
 	// CleanupTimeout bounds removing the runner from GitHub (default 2 min).
 	CleanupTimeout time.Duration
@@ -44,13 +47,26 @@ type Handler struct {
 	// (default "runner", which the image creates).
 	RunnerAccount string
 	// Grace is what the worker gives a cancelled job to return and post
-	// its result (runpod.Options.Grace; default 25 s). Stopping the runner,
+	// its result (runpod.Options.Grace; default 70 s, runpod.DefaultGrace). Stopping the runner,
 	// finishing a registration in flight and removing the runner all fit
 	// in it, with a fifth (at least 2 s) kept for posting the result.
 	Grace time.Duration
+	// Probe reads the host for the fitness checks (see fitness.go); the
+	// zero value is the real host (fitness.Host).
+	Probe fitness.Probe
+	// SudoersDir is where RUNNER_SUDO's sudoers file goes (default
+	// DefaultSudoersDir).
+	SudoersDir string
 
 	gateOnce, openOnce sync.Once
 	gate               chan struct{} // closed when the first job's registration is over
+	// tookJIT says a job brought a JIT config: the worker then runs no
+	// sweep. ignoredOnce logs the endpoint's unused GitHub settings once.
+	tookJIT     atomic.Bool
+	ignoredOnce sync.Once
+	// unfit says a fitness check failed: RunPod replaces this worker,
+	// which then runs no sweep either.
+	unfit atomic.Bool
 }
 
 // Registered is closed once the first job's registration is over (the

@@ -1,7 +1,9 @@
 // Package jobhandler is the RunPod job handler of worker-github_runner: for each
 // job it registers an ephemeral GitHub Actions runner, lets it run exactly
 // one workflow job, guarantees the runner is removed afterwards, and
-// returns a structured result.
+// returns a structured result. A job may instead bring a runner
+// registered on the GitHub side (a JIT config, see jit.go): the worker
+// then runs it and calls no GitHub API.
 package jobhandler
 
 import (
@@ -16,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/runpod-workers/worker-github_runner/internal/fitness"
 	"github.com/runpod-workers/worker-github_runner/internal/github"
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
@@ -39,6 +42,14 @@ type Input struct {
 	// not the job's: it is then used only with the endpoint's API URL and
 	// scopes.
 	FromEndpoint bool
+	// JIT is the input jitconfig: a runner registered on the GitHub side.
+	// The credential and registration fields above are then unset.
+	JIT *JITConfig
+	// GPUCount and MinGPUMemMiB are what the job needs of the host
+	// (gpu_count, min_gpu_memory_mb, else the endpoint's FITNESS_GPU_COUNT
+	// and FITNESS_MIN_GPU_MEMORY_MB; 0: any): see fitness.go.
+	GPUCount     int
+	MinGPUMemMiB int64
 	// TestOnlyAllowLoopbackHTTP is WGR_TEST_ALLOW_HTTP_LOOPBACK=1: tests
 	// against a fake GitHub on 127.0.0.1 over plain http. Never in production.
 	TestOnlyAllowLoopbackHTTP bool
@@ -84,12 +95,19 @@ func StartupWarnings(getenv func(string) string) []string {
 	if getenv(EnvTestLoopbackHTTP) != "" {
 		w = append(w, EnvTestLoopbackHTTP+" is set: credentials may go over plain http to 127.0.0.1/localhost; it is for tests against a fake GitHub only, never set it on an endpoint")
 	}
+	switch c := sudoConflict(getenv); {
+	case c != "":
+		w = append(w, c+"; until then every job is refused")
+	case truthy(getenv(EnvSudo)):
+		w = append(w, EnvSudo+" is on: workflow jobs may use passwordless sudo (root); only jobs with a jitconfig are taken")
+	}
 	return w
 }
 
 // Settings are the endpoint's variables that are not job input fields
 // (WORKER_* and RUNNER_ROOT come with the image).
-var Settings = []string{EnvAllowedScopes, EnvAllowRoot, EnvSweep, EnvSweepAfter, EnvDeny, EnvAllow}
+var Settings = []string{EnvAllowedScopes, EnvAllowRoot, EnvSudo, EnvSweep, EnvSweepAfter, EnvDeny, EnvAllow,
+	fitness.EnvCheck, fitness.EnvMinDisk, fitness.EnvMinMemory, fitness.EnvFlavour, fitness.EnvCUDA}
 
 // ParseInput validates a job's input (a JSON object) with environment
 // fallbacks and the endpoint's rules for its own credential. All problems
@@ -103,8 +121,13 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 		return nil, err
 	case in.SelfTest:
 		return &Input{SelfTest: true}, nil
+	case in.JITConfig != nil:
+		return parseJITInput(in, getenv)
 	}
 	p := &inputParser{in: in, getenv: getenv}
+	if in.RunnerName != nil {
+		p.errs = append(p.errs, "runner_name is given only with jitconfig: the worker names the runners it registers")
+	}
 	out := &Input{
 		RunnerGroup:               p.str(in.RunnerGroup, jobapi.EnvRunnerGroup),
 		TestOnlyAllowLoopbackHTTP: getenv(EnvTestLoopbackHTTP) == "1",
@@ -117,10 +140,8 @@ func ParseInput(raw []byte, getenv func(string) string) (*Input, error) {
 		p.errs = append(p.errs, "runner_group must be a runner group's name (one line, up to 100 characters)")
 	}
 	p.check(parseEnums(out, p.str(in.Mode, jobapi.EnvMode), p.str(in.RunnerUser, jobapi.EnvRunnerUser), getenv))
-	out.IdleTimeout, err = parseDuration("idle_timeout", in.IdleTimeout, getenv(jobapi.EnvIdleTimeout), DefaultIdleTimeout)
-	p.check(err)
-	out.JobTimeout, err = parseDuration("job_timeout", in.JobTimeout, getenv(jobapi.EnvJobTimeout), DefaultJobTimeout)
-	p.check(err)
+	p.timeouts(out)
+	p.needs(out)
 	if len(p.errs) > 0 {
 		return nil, errors.New("invalid input: " + strings.Join(p.errs, "; "))
 	}
@@ -153,6 +174,15 @@ func (p *inputParser) check(err error) {
 	if err != nil {
 		p.errs = append(p.errs, err.Error())
 	}
+}
+
+// timeouts reads idle_timeout and job_timeout.
+func (p *inputParser) timeouts(out *Input) {
+	var err error
+	out.IdleTimeout, err = parseDuration("idle_timeout", p.in.IdleTimeout, p.getenv(jobapi.EnvIdleTimeout), DefaultIdleTimeout)
+	p.check(err)
+	out.JobTimeout, err = parseDuration("job_timeout", p.in.JobTimeout, p.getenv(jobapi.EnvJobTimeout), DefaultJobTimeout)
+	p.check(err)
 }
 
 // str is a string field, else its endpoint variable, trimmed.
@@ -223,6 +253,9 @@ func parseCredential(in rawInput, getenv func(string) string, out *Input) error 
 		app, err = parseApp(in, nil)
 	default:
 		if in.GitHubPAT == nil { // an explicit "" turns the endpoint's PAT off
+			if err := checkPlaceholder(jobapi.EnvPAT, getenv); err != nil {
+				return err
+			}
 			out.PAT = secret.New(strings.TrimSpace(getenv(jobapi.EnvPAT)))
 		}
 		if out.PAT.Empty() {
@@ -322,6 +355,9 @@ type Mode string
 const (
 	ModeJIT   Mode = "jit"
 	ModeToken Mode = "token"
+	// ModeJITConfig is a job that brought a JIT config (input jitconfig):
+	// the worker registered nothing. It is not a value of the input mode.
+	ModeJITConfig Mode = "jitconfig"
 )
 
 // User is the account the runner runs as: the image's unprivileged
@@ -392,6 +428,9 @@ func parseApp(in rawInput, getenv func(string) string) (*github.App, error) {
 			return n.String(), nil
 		}
 		return strings.TrimSpace(getenv(env)), nil
+	}
+	if err := checkPlaceholder(jobapi.EnvAppPrivateKey, getenv); err != nil {
+		return nil, err
 	}
 	id, err1 := num(in.AppID, jobapi.EnvAppID)
 	inst, err2 := num(in.AppInstall, jobapi.EnvAppInstall)

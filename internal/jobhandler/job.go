@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/fitness"
 	"github.com/runpod-workers/worker-github_runner/internal/github"
 	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod"
@@ -27,12 +28,21 @@ type Result struct {
 	// RunnerRemoved is "by GitHub", "by the worker", "no" (with an error),
 	// "unknown" (a registration call ended without GitHub's answer, and
 	// GitHub could not be asked or lists no runner yet: one may still
-	// appear, for a later sweep), or "" (nothing was registered).
-	RunnerRemoved string  `json:"runner_removed"`
-	Restarts      int     `json:"runner_restarts,omitempty"`
-	WaitSeconds   float64 `json:"wait_seconds"`
-	JobSeconds    float64 `json:"job_seconds"`
-	TotalSeconds  float64 `json:"total_seconds"`
+	// appear, for a later sweep), RemovedByMinter (a runner from a JIT
+	// config that may still be registered: RunnerLeft), or "" (nothing
+	// was registered).
+	RunnerRemoved string `json:"runner_removed"`
+	// RunnerLeft is a runner from a JIT config that may still be
+	// registered (it took no job, or was stopped): the side that minted
+	// the config removes it (runner_removed is RemovedByMinter).
+	RunnerLeft   *LeftRunner `json:"runner_left,omitempty"`
+	Restarts     int         `json:"runner_restarts,omitempty"`
+	WaitSeconds  float64     `json:"wait_seconds"`
+	JobSeconds   float64     `json:"job_seconds"`
+	TotalSeconds float64     `json:"total_seconds"`
+	// Fitness is what the fitness check measured on the host before the
+	// runner started (absent when FITNESS_CHECK=off).
+	Fitness *fitness.Report `json:"fitness,omitempty"`
 }
 
 // JobError is a failed job with its result (runner, cleanup). It is made
@@ -62,6 +72,8 @@ func describe(err error, r *Result) string {
 	switch {
 	case r == nil || (r.RunnerID == 0 && r.RunnerRemoved == ""):
 		return err.Error()
+	case r.RunnerLeft != nil:
+		return fmt.Sprintf("%v [runner %s, id %d, may still be registered: the worker holds no GitHub credential; the side that minted its JIT config removes it]", err, r.RunnerName, r.RunnerID)
 	case r.RunnerID == 0 && r.RunnerRemoved == "unknown":
 		return fmt.Sprintf("%v [runner %s, id unknown, removed: unknown: GitHub may still complete the registration, so a runner of this name may still appear; a later worker's sweep removes it]", err, r.RunnerName)
 	case r.RunnerID == 0:
@@ -74,8 +86,9 @@ func describe(err error, r *Result) string {
 	return fmt.Sprintf("%v [runner %s, id %d, removed: %s]", err, r.RunnerName, r.RunnerID, removed)
 }
 
-// Handle runs one job: open a session (input, runner, GitHub client),
-// register the runner, run it, remove it, summarise.
+// Handle runs one job: check the host's fitness, open a session (input,
+// runner, GitHub client), register the runner, run it, remove it,
+// summarise.
 func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater) (any, error) {
 	defer h.registrationOver()
 	redactor := h.secrets()
@@ -84,13 +97,23 @@ func (h *Handler) Handle(ctx context.Context, job *runpod.Job, u runpod.Updater)
 	case err != nil:
 		return nil, errors.New(errLine(redactor, err))
 	case in.SelfTest:
-		return h.selfTest()
+		return h.selfTest(ctx)
+	}
+	dropSudo, err := h.jobUser(in, job.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer dropSudo()
+	report, err := h.fitnessFor(ctx, job.ID, in)
+	if err != nil {
+		return nil, err
 	}
 	s, err := h.open(ctx, job.ID, in, redactor)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
+	s.res.Fitness = report
 	err = s.register(ctx, u)
 	var rr *listener.Result
 	if err == nil {
@@ -116,6 +139,9 @@ type session struct {
 	// cleanup run on it; stop ends it.
 	shutdown context.Context
 	stop     context.CancelFunc
+	// minted says the runner came registered in a JIT config (input
+	// jitconfig); jitDone that it ran its job to the end.
+	minted, jitDone bool
 	// registering is set once GitHub may hold the runner: from then on
 	// cleanup removes it, by name when its id is unknown. uncertain says
 	// the registration call ended without GitHub's answer: a runner may
@@ -136,19 +162,39 @@ func (h *Handler) open(ctx context.Context, jobID string, in *Input, redactor *s
 	if in.App != nil {
 		redactor.Add(in.App.PrivateKey)
 	}
+	if in.JIT != nil {
+		redactor.Add(in.JIT.Encoded)
+		redactor.Add(in.JIT.secrets...)
+	}
 	account := h.account(in.RunnerUser)
 	if err := listener.Check(h.runnerRoot(), account); err != nil {
+		return nil, notStarted(err, in, log)
+	}
+	s := &session{h: h, in: in, log: log, redactor: redactor, start: start, jobID: jobID}
+	if err := s.connect(ctx); err != nil {
 		return nil, err
 	}
-	gh, err := h.client(ctx, in, in.Scope, redactor, log, false)
-	if err != nil {
-		return nil, errors.New(errLine(redactor, err))
-	}
-	s := &session{h: h, in: in, gh: gh, log: log, redactor: redactor, start: start, jobID: jobID,
-		res: &Result{Scope: in.Scope.String(), Labels: h.Labels(in.Labels), Mode: in.Mode}}
 	s.rcfg = h.runnerConfig(in, account, redactor, log)
 	s.shutdown, s.stop = afterCancel(ctx, h.budget())
 	return s, nil
+}
+
+// connect makes the GitHub client and the result; a JIT job needs no
+// client.
+func (s *session) connect(ctx context.Context) error {
+	h, in := s.h, s.in
+	if in.JIT != nil {
+		h.tookJIT.Store(true)
+		h.noteIgnored(s.log)
+		s.res = jitResult(in)
+		return nil
+	}
+	var err error
+	if s.gh, err = h.client(ctx, in, in.Scope, s.redactor, s.log, false); err != nil {
+		return errors.New(errLine(s.redactor, err))
+	}
+	s.res = &Result{Scope: in.Scope.String(), Labels: h.Labels(in.Labels), Mode: in.Mode}
+	return nil
 }
 
 // account is the system account the runner runs as.
@@ -168,7 +214,7 @@ func (h *Handler) runnerConfig(in *Input, account string, redactor *secret.Redac
 		Allow:       splitComma(h.getenv(EnvAllow)),
 		IdleTimeout: in.IdleTimeout,
 		JobTimeout:  in.JobTimeout,
-		StopGrace:   h.stopGrace(),
+		StopGrace:   h.stopGrace(in.JIT != nil),
 		Redactor:    redactor,
 		Log:         log,
 	}
@@ -184,13 +230,16 @@ func (s *session) close() {
 // register registers the runner in the runner group and tells RunPod; a
 // cancel meanwhile fails the job (cleanup then removes the runner).
 func (s *session) register(ctx context.Context, u runpod.Updater) error {
-	groupID, err := s.gh.RunnerGroupID(ctx, s.in.RunnerGroup)
-	if err != nil {
-		return err
-	}
 	s.rcfg.OnLine = func(line string) {
 		s.log.Info("runner", "line", line)
 		u.Stream(line)
+	}
+	if s.in.JIT != nil {
+		return s.startJIT(u)
+	}
+	groupID, err := s.gh.RunnerGroupID(ctx, s.in.RunnerGroup)
+	if err != nil {
+		return err
 	}
 	err = s.registerRunner(ctx, groupID)
 	s.h.registrationOver()
@@ -215,6 +264,7 @@ func (s *session) run(ctx context.Context) (*listener.Result, error) {
 	}
 	res := s.res
 	res.JobRan, res.JobName, res.JobResult, res.Restarts = rr.JobStarted, rr.JobName, rr.JobResult, rr.Restarts
+	s.jitDone = rr.JobCompleted && !rr.Cancelled && !rr.JobTimedOut
 	if rr.JobStarted {
 		res.WaitSeconds = rr.JobStartedAt.Sub(rr.Started).Seconds()
 		res.JobSeconds = rr.Ended.Sub(rr.JobStartedAt).Seconds()
@@ -241,6 +291,8 @@ func (s *session) outcome(ctx context.Context, rr *listener.Result) error {
 	switch {
 	case rr == nil:
 		return errors.New("the runner did not run")
+	case rr.IdleTimedOut && s.minted:
+		return fmt.Errorf("no workflow job was assigned within idle_timeout %v: check that a queued job's runs-on matches the labels the JIT config was minted with", s.in.IdleTimeout)
 	case rr.IdleTimedOut:
 		return fmt.Errorf("no workflow job was assigned within idle_timeout %v: check that a queued job's runs-on matches these labels: %s", s.in.IdleTimeout, strings.Join(s.res.Labels, ", "))
 	case rr.JobTimedOut:

@@ -9,11 +9,12 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/github"
 	"github.com/runpod-workers/worker-github_runner/internal/listener"
 	"github.com/runpod-workers/worker-github_runner/internal/retry"
+	"github.com/runpod-workers/worker-github_runner/internal/runpod"
 	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
 // DefaultGrace is runpod.Options.Grace's default.
-const DefaultGrace = 25 * time.Second
+const DefaultGrace = runpod.DefaultGrace
 
 // budget is how long after a cancel the job may go on (finishing a
 // registration, stopping the runner, removing it): the grace less what
@@ -26,13 +27,22 @@ func (h *Handler) budget() time.Duration {
 	return grace - max(2*time.Second, grace/5)
 }
 
-// stopGrace is StopGrace, else 10 s or half the budget if less: a
-// runner ignoring SIGTERM is killed in time for cleanup.
-func (h *Handler) stopGrace() time.Duration {
+// stopGrace is StopGrace, else what the runner needs to cancel its job
+// and report it (listener.DefaultStopGrace, 45 s), bounded so that a stop
+// after a cancel fits in the budget: when the runner is to be removed
+// afterwards, all but 10 s (at least half of it) for the removal; for a JIT
+// job, which removes nothing, all but a tenth (at least 1 s). With the
+// default grace (70 s: a 56 s budget) both get 45 s. A runner that does not
+// stop in time is killed.
+func (h *Handler) stopGrace(jit bool) time.Duration {
 	if h.StopGrace > 0 {
 		return h.StopGrace
 	}
-	return min(10*time.Second, h.budget()/2)
+	b := h.budget()
+	if jit {
+		return min(listener.DefaultStopGrace, b-max(time.Second, b/10))
+	}
+	return min(listener.DefaultStopGrace, max(b/2, b-10*time.Second))
 }
 
 func (h *Handler) cleanupTimeout() time.Duration {
@@ -140,10 +150,14 @@ func (s *session) findRunner(ctx context.Context) error {
 // ephemeral runner after its job). It runs on every path once GitHub may
 // hold the runner, within the grace budget after a cancel.
 func (s *session) cleanup() {
-	if !s.registering || s.cleaned {
+	if s.cleaned || (!s.registering && !s.minted) {
 		return
 	}
 	s.cleaned = true
+	if s.minted {
+		s.leaveJIT()
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.shutdown, s.h.cleanupTimeout())
 	defer cancel()
 	res, log := s.res, s.log

@@ -1,6 +1,7 @@
 package jobhandler
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -11,6 +12,30 @@ import (
 // MaxErrorLine caps an error message: it reaches logs, RunPod's job
 // status and the workflow that started the job.
 const MaxErrorLine = 4096
+
+// placeholderRE is RunPod's reference to a secret, {{ RUNPOD_SECRET_name }}:
+// RunPod passes it through as text when the secret does not exist.
+var placeholderRE = regexp.MustCompile(`^\{\{\s*RUNPOD_SECRET_([A-Za-z0-9_.-]{1,100})\s*\}\}$`)
+
+// placeholder is the secret name v refers to, if v is a RunPod secret
+// placeholder.
+func placeholder(v string) (string, bool) {
+	m := placeholderRE.FindStringSubmatch(strings.TrimSpace(v))
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// checkPlaceholder fails when the endpoint's variable k still holds a
+// RunPod secret placeholder: the secret was never created, and GitHub
+// would answer the text with a 401.
+func checkPlaceholder(k string, getenv func(string) string) error {
+	if name, ok := placeholder(getenv(k)); ok {
+		return fmt.Errorf("the endpoint's %s is the RunPod secret placeholder {{ RUNPOD_SECRET_%s }}: create the secret %s", k, name, name)
+	}
+	return nil
+}
 
 // errLine is err's message with every known secret redacted, capped.
 func errLine(r *secret.Redactor, err error) string {
@@ -33,11 +58,16 @@ var (
 func (h *Handler) secrets() *secret.Redactor {
 	r := &secret.Redactor{}
 	for _, k := range secretVars {
-		r.Add(secret.New(h.getenv(k)))
+		if _, ok := placeholder(h.getenv(k)); !ok {
+			r.Add(secret.New(h.getenv(k)))
+		}
 	}
 	deny := splitComma(h.getenv(EnvDeny))
 	for _, kv := range h.environ() {
 		k, v, _ := strings.Cut(kv, "=")
+		if _, ok := placeholder(v); ok {
+			continue // not a secret: the text of a reference to one
+		}
 		if matchVar(k, deny) || (secretVarName.MatchString(k) && len(v) >= 12) {
 			r.Add(secret.New(v))
 		}

@@ -55,7 +55,8 @@ const (
 // organisation). It reads at most sweepPages pages per scope, never waits
 // for a rate limit, and stops when fewer than sweepRateFloor requests are
 // left. Without an endpoint credential (GITHUB_PAT or GITHUB_APP_*), or
-// with RUNNER_SWEEP=off, it does nothing. The worker runs it once the
+// with RUNNER_SWEEP=off, or once the worker took a job with a JIT
+// config or a fitness check found the host unfit, it does nothing. The worker runs it once the
 // first job's registration is over (see Registered).
 func (h *Handler) Sweep(ctx context.Context) error {
 	if v := strings.ToLower(strings.TrimSpace(h.getenv(EnvSweep))); v == "off" || v == "false" || v == "0" || v == "no" {
@@ -69,12 +70,20 @@ func (h *Handler) Sweep(ctx context.Context) error {
 	if err != nil || in == nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
-	defer cancel()
 	log := h.Log
 	if log == nil {
 		log = slog.Default()
 	}
+	if h.tookJIT.Load() {
+		log.Info("no sweep: this worker took a job with a JIT config, and such a worker makes no GitHub call (the side that minted the config removes its runners)")
+		return nil
+	}
+	if h.unfit.Load() {
+		log.Info("no sweep: the host is unfit and RunPod replaces this worker")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+	defer cancel()
 	redactor := h.secrets()
 	var errs []error
 	for _, scope := range scopes {

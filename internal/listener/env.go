@@ -47,8 +47,19 @@ func credential(name string) (*syscall.Credential, string, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, u.HomeDir, nil
 }
 
-// basics are kept even in allow-list mode.
-var basics = []string{"PATH", "LANG", "LC_ALL", "TZ", "TERM", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_VERSION", "LD_LIBRARY_PATH"}
+// basics are kept even in allow-list mode: what the runner, CUDA and the
+// actions/setup-* tool cache need.
+var basics = []string{"PATH", "LANG", "LC_ALL", "TZ", "TERM", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_VERSION", "LD_LIBRARY_PATH",
+	envToolCache, envToolsDir}
+
+// The tool cache's two names: actions/toolkit's tool-cache reads
+// RUNNER_TOOL_CACHE; actions/setup-python and others prefer the older
+// AGENT_TOOLSDIRECTORY when it is set. The image sets them (a folder the
+// job user may write).
+const (
+	envToolCache = "RUNNER_TOOL_CACHE"
+	envToolsDir  = "AGENT_TOOLSDIRECTORY"
+)
 
 // DefaultDeny are removed from the runner's environment whatever is
 // configured: credentials, the RunPod platform's variables, and
@@ -86,11 +97,38 @@ func ScrubEnv(env, deny, allow []string) []string {
 	return out
 }
 
+// toolCache is the tool cache env names: RUNNER_TOOL_CACHE, else
+// AGENT_TOOLSDIRECTORY ("" when neither is set). The job gets it under both
+// names, so every action finds the same folder.
+func toolCache(env []string) string {
+	var cache, dir string
+	for _, kv := range env {
+		switch k, v, _ := strings.Cut(kv, "="); k {
+		case envToolCache:
+			cache = v
+		case envToolsDir:
+			dir = v
+		}
+	}
+	if cache != "" {
+		return cache
+	}
+	return dir
+}
+
+// runnerEnv is the listener's environment: the scrubbed base, the job
+// user's HOME, USER and LOGNAME (its home from the account database, not
+// the worker's), one tool cache under both names, and the supervisor's
+// hook.
 func runnerEnv(cfg *Config, home string, h *hooks) []string {
 	env := ScrubEnv(cfg.BaseEnv, cfg.Deny, cfg.Allow)
 	drop := map[string]bool{"HOME": true, "USER": true, "LOGNAME": true, "RUNNER_ALLOW_RUNASROOT": true,
 		"ACTIONS_RUNNER_HOOK_JOB_STARTED": true, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED": true,
 		"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE": true}
+	cache := toolCache(env)
+	if cache != "" {
+		drop[envToolCache], drop[envToolsDir] = true, true
+	}
 	out := env[:0:0]
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
@@ -98,8 +136,11 @@ func runnerEnv(cfg *Config, home string, h *hooks) []string {
 			out = append(out, kv)
 		}
 	}
+	if cache != "" {
+		out = append(out, envToolCache+"="+cache, envToolsDir+"="+cache)
+	}
 	out = append(out, "HOME="+home, "USER="+cfg.User, "LOGNAME="+cfg.User,
-		"ACTIONS_RUNNER_HOOK_JOB_STARTED="+h.started, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED="+h.completed,
+		"ACTIONS_RUNNER_HOOK_JOB_STARTED="+h.started,
 		// A deprecated runner exits 7, not 1 (Runner.Listener Program.cs).
 		"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1")
 	if cfg.User == "root" {
@@ -109,7 +150,8 @@ func runnerEnv(cfg *Config, home string, h *hooks) []string {
 }
 
 // listenerCommand is `bin/Runner.Listener run` as the runner user, in a
-// process group of its own (so a stop signals the job's processes too),
+// process group of its own (so a stop's SIGKILL reaches the job's
+// processes too),
 // with the runner's environment; the JIT config reaches it there, never in
 // argv. Its output goes to w; Wait gives up on the output 5 s after the
 // listener exits: a daemon a workflow step left behind (setsid, so out of

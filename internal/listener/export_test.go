@@ -2,5 +2,6 @@ package listener
 
 import "syscall"
 
-// WatchKill makes the session signal process groups through kill.
-func WatchKill(c *Config, kill func(pgid int, sig syscall.Signal) error) { c.kill = kill }
+// WatchKill makes the session send its signals through kill (syscall.Kill's
+// contract: a negative pid signals a process group).
+func WatchKill(c *Config, kill func(pid int, sig syscall.Signal) error) { c.kill = kill }

@@ -42,7 +42,7 @@ func afterRun(ctx context.Context, s *session, code int, cred *syscall.Credentia
 		}
 		waitGroupExit(s.pid, groupBound)
 	}
-	s.signal(syscall.SIGKILL)
+	s.killGroup()
 	if cred != nil {
 		killAccount(s.cfg, cred.Uid)
 	}

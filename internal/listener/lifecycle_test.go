@@ -94,6 +94,22 @@ func TestLeftoversOfTheAccountAreKilled(t *testing.T) {
 	}
 }
 
+// The worker's job hook runs as a job step, as the runner account: a job
+// that cleans the temporary folder (here it tries to remove the hook's
+// folder) must not make a hook fail, which would fail the job.
+func TestJobCannotBreakTheHooks(t *testing.T) {
+	u := runnerUser(t)
+	root := ownedRoot(t, u, map[string]any{"job_seconds": 0,
+		"step_script": `rm -rf "$(dirname "$ACTIONS_RUNNER_HOOK_JOB_STARTED")"`})
+	var out lines
+	cfg := config(root, &secret.Redactor{}, &out)
+	cfg.User = u.Username
+	res, err := run(t, context.Background(), cfg)
+	if err != nil || res.JobResult != "Succeeded" {
+		t.Errorf("result %q, error %v: the job broke the worker's hooks\n%s", res.JobResult, err, strings.Join(out.all(), "\n"))
+	}
+}
+
 // After a self-update exit the listener is restarted only once the
 // detached updater has swapped bin/ and written update.finished (which is
 // then removed); the updater, in the listener's process group, is not

@@ -24,6 +24,17 @@ const DefaultRoot = "/actions-runner"
 // DefaultUser is the unprivileged user the image creates for jobs.
 const DefaultUser = "runner"
 
+// DefaultStopGrace is StopGrace's default: what the real runner needs to
+// cancel a job after SIGINT. Its worker gives the running step SIGINT,
+// SIGTERM 7.5 s later and kills it 2.5 s after that
+// (src/Runner.Sdk/ProcessInvoker.cs), skips the remaining steps, uploads
+// the job's logs and reports the job's end to GitHub; only then does the
+// listener print "completed with result" and exit
+// (src/Runner.Listener/JobDispatcher.cs). That is 10 s for the step and
+// 35 s for the upload and the report; killed sooner, the runner may never
+// tell GitHub that the job ended, and it stays busy.
+const DefaultStopGrace = 45 * time.Second
+
 // Config describes one runner session.
 type Config struct {
 	Root string // the runner's folder (DefaultRoot)
@@ -44,8 +55,11 @@ type Config struct {
 
 	IdleTimeout time.Duration // no job within this: stop (0: none)
 	JobTimeout  time.Duration // a job running longer: stop (0: none)
-	StopGrace   time.Duration // SIGTERM to SIGKILL (default 10 s)
-	MaxRestarts int           // self-update (3/4) and retryable (2) restarts (default 3)
+	// StopGrace is how long a stopped listener gets, from its SIGINT,
+	// to cancel its job and exit before its process group is SIGKILLed
+	// (default DefaultStopGrace).
+	StopGrace   time.Duration
+	MaxRestarts int // self-update (3/4) and retryable (2) restarts (default 3)
 	// RetryBackoff is the wait before restarting after a retryable
 	// failure (exit 2), as run.sh waits (default 5 s).
 	RetryBackoff time.Duration
@@ -62,9 +76,9 @@ type Config struct {
 	OnLine func(line string)
 	Log    *slog.Logger
 
-	// kill signals a process group (syscall.Kill(-pgid, sig)); tests
-	// watch it.
-	kill func(pgid int, sig syscall.Signal) error
+	// kill is syscall.Kill (a negative pid signals a process group);
+	// tests watch it.
+	kill func(pid int, sig syscall.Signal) error
 }
 
 // Result is what happened.
@@ -129,7 +143,7 @@ func (c *Config) defaults() {
 		c.User = DefaultUser
 	}
 	if c.StopGrace <= 0 {
-		c.StopGrace = 10 * time.Second
+		c.StopGrace = DefaultStopGrace
 	}
 	if c.MaxRestarts <= 0 {
 		c.MaxRestarts = 3
@@ -150,15 +164,15 @@ func (c *Config) defaults() {
 		c.MaxLine = 16 << 10
 	}
 	if c.kill == nil {
-		c.kill = func(pgid int, sig syscall.Signal) error { return syscall.Kill(-pgid, sig) }
+		c.kill = syscall.Kill
 	}
 }
 
 // Run runs the listener until the job ends, a timeout fires, ctx ends
 // (SIGTERM or a RunPod cancel: the listener is told to stop, which cancels
-// a running job) or the listener fails. With a JIT config, the previous
-// runner's configuration is removed first (see resetRoot; Configure does
-// it in token mode). After each run of the listener, what it left is
+// a running job; see session.stop) or the listener fails. With a JIT
+// config, the previous runner's configuration is removed first (see
+// resetRoot; Configure does it in token mode). After each run of the listener, what it left is
 // killed (see afterRun).
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()

@@ -12,12 +12,12 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/retry"
 )
 
-// hookPoll is how often a session looks for the hooks' marker files.
+// hookPoll is how often a session looks for the job-started hook's marker.
 const hookPoll = 250 * time.Millisecond
 
 // session is one run of the listener. Its loop (wait) alone reads the
 // listener's events and exit, and owns the result and the timers: the
-// idle and job timeouts, and the grace between a stop's SIGTERM and its
+// idle and job timeouts, and the grace between a stop's SIGINT and its
 // SIGKILL. None of them outlives the session.
 type session struct {
 	cfg      *Config
@@ -84,7 +84,8 @@ func (s *session) wait(ctx context.Context) (int, error) {
 			s.res.JobTimedOut = true
 			s.stop(fmt.Sprintf("the job ran longer than %v", s.cfg.JobTimeout))
 		case <-s.grace.fired():
-			s.signal(syscall.SIGKILL)
+			s.cfg.Log.Warn("the runner did not stop within the grace: killing it; GitHub may not hear that its job ended", "grace", s.cfg.StopGrace)
+			s.killGroup()
 		case <-ctxDone:
 			ctxDone = nil
 			s.res.Cancelled = true
@@ -101,15 +102,12 @@ func (s *session) handle(ev event) {
 	}
 }
 
-// checkHooks reads the hooks' markers: a second signal of the job's start
-// and end besides the output.
+// checkHooks reads the job-started hook's marker: a second signal of the
+// job's start besides the output. The job's end comes from the output
+// alone (see hooks).
 func (s *session) checkHooks() {
-	started, completed := s.hooks.markers()
-	if started || completed {
+	if s.hooks.jobStarted() {
 		s.jobStarted(s.res.JobName)
-	}
-	if completed {
-		s.res.JobCompleted = true
 	}
 }
 
@@ -127,21 +125,28 @@ func (s *session) jobStarted(name string) {
 	}
 }
 
-// stop asks the listener to stop (which cancels a running job), once;
-// SIGKILL follows after StopGrace.
+// stop asks the listener to stop, once: SIGINT to the listener alone,
+// as the runner's service (runsvc.sh, RunnerService.js) stops it. Its
+// Ctrl-C handler shuts the runner down gracefully: a running job is
+// cancelled, reported to GitHub, then the listener exits
+// (src/Runner.Listener/Runner.cs CtrlCHandler, JobDispatcher.cs). Not
+// SIGTERM: its handler lets the process exit after 30 s, finished or not
+// (Runner_Unloading); nor the group: the job's steps get their signals
+// from the runner's worker, on its schedule. SIGKILL to the group follows
+// after StopGrace.
 func (s *session) stop(why string) {
 	if s.stopping {
 		return
 	}
 	s.stopping = true
-	s.cfg.Log.Info("stopping the runner", "reason", why)
-	s.signal(syscall.SIGTERM)
+	s.cfg.Log.Info("stopping the runner", "reason", why, "grace", s.cfg.StopGrace)
+	s.cfg.kill(s.pid, syscall.SIGINT)
 	s.grace.set(s.cfg.StopGrace)
 }
 
-// signal signals the listener's process group.
-func (s *session) signal(sig syscall.Signal) {
-	s.cfg.kill(s.pid, sig)
+// killGroup SIGKILLs the listener's process group.
+func (s *session) killGroup() {
+	s.cfg.kill(-s.pid, syscall.SIGKILL)
 }
 
 func (s *session) stopTimers() {

@@ -39,7 +39,13 @@ func TestGoldenDockerfiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		golden.Check(t, v.Name+".Dockerfile", plan.Dockerfile)
+		golden.Check(t, v.Name+".prepared.Dockerfile", plan.Prepared)
 	}
+	root, err := Root(m.Variants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "root.Dockerfile", root)
 }
 
 func TestDeterministic(t *testing.T) {
@@ -75,6 +81,12 @@ func TestDockerfileContract(t *testing.T) {
 		`"io.runpod.worker-github-runner.cuda-version"="12.6.3"`,
 		`"io.runpod.worker-github-runner.runner-version"="2.337.0"`,
 		`"io.runpod.worker-github-runner.kaniko-version"="v1.23.2"`,
+		// Python as the seed had it, sudo (granting nothing by itself), and a
+		// tool cache the job user owns.
+		"        python3 \\\n", "        python3-pip \\\n", "        python3-venv \\\n", "        python-is-python3 \\\n",
+		"        sudo \\\n", "ENV PIP_BREAK_SYSTEM_PACKAGES=1\n",
+		"install -d -o runner -g runner -m 0755 /opt/hostedtoolcache;",
+		"RUNNER_TOOL_CACHE=/opt/hostedtoolcache", "AGENT_TOOLSDIRECTORY=/opt/hostedtoolcache",
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)
@@ -84,18 +96,27 @@ func TestDockerfileContract(t *testing.T) {
 	if strings.Index(df, `"${got}" != "${sum}"`) > strings.Index(df, "tar -xzf") {
 		t.Error("checksum check comes after extraction")
 	}
-	// The worker is the last layer and the entrypoint; no Python, no syntax line.
-	if !strings.HasPrefix(lines[len(lines)-2], "COPY worker-linux-${TARGETARCH} /usr/local/bin/worker") ||
+	// No sudoers entry is baked in: the worker writes one at job start
+	// when the endpoint enables sudo.
+	if strings.Contains(df, "sudoers") || strings.Contains(df, "NOPASSWD") {
+		t.Error("Dockerfile grants sudo")
+	}
+	// The worker is the last layer and the entrypoint; no syntax line.
+	if !strings.HasPrefix(lines[len(lines)-2], "COPY --from=worker /worker-linux-${TARGETARCH} /usr/local/bin/worker") ||
 		lines[len(lines)-1] != `ENTRYPOINT ["/usr/local/bin/worker"]` {
 		t.Errorf("worker is not last:\n%s", strings.Join(lines[len(lines)-3:], "\n"))
 	}
-	if strings.Contains(df, "python") || strings.Contains(df, "# syntax") {
-		t.Error("Dockerfile mentions python or a syntax directive")
+	if strings.Contains(df, "# syntax") {
+		t.Error("Dockerfile has a syntax directive")
 	}
 	// The file name comes from the platform table, the one place that
-	// knows it (workerbin puts the binaries there).
-	if !strings.Contains(df, "\nCOPY "+platform.DockerfileWorkerBinary()+" /usr/local/bin/worker\n") {
-		t.Errorf("Dockerfile does not copy %s", platform.DockerfileWorkerBinary())
+	// knows it (workerbin puts the binaries there): in the worker stage of
+	// the self-contained Dockerfile, at the context's root of the prepared one.
+	if !strings.Contains(df, "\nCOPY --from=worker /"+platform.DockerfileWorkerBinary()+" /usr/local/bin/worker\n") {
+		t.Errorf("Dockerfile does not copy %s from the worker stage", platform.DockerfileWorkerBinary())
+	}
+	if !strings.Contains(string(plan.Prepared), "\nCOPY "+platform.DockerfileWorkerBinary()+" /usr/local/bin/worker\n") {
+		t.Errorf("the prepared Dockerfile does not copy %s from the context", platform.DockerfileWorkerBinary())
 	}
 }
 
@@ -117,13 +138,22 @@ func TestLintCleanForEveryVariant(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ws, err := Lint(context.Background(), plan.Dockerfile)
-			if err != nil {
-				t.Fatal(err)
+			for form, df := range map[string][]byte{"self-contained": plan.Dockerfile, "prepared": plan.Prepared} {
+				ws, err := Lint(context.Background(), df)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ws) != 0 {
+					t.Errorf("%s (%s, %s): %d lint warnings:\n%s", v.Name, release, form, len(ws), FormatWarnings(ws))
+				}
 			}
-			if len(ws) != 0 {
-				t.Errorf("%s (%s): %d lint warnings:\n%s", v.Name, release, len(ws), FormatWarnings(ws))
-			}
+		}
+		root, err := Root(m.Variants)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ws, err := Lint(context.Background(), root); err != nil || len(ws) != 0 {
+			t.Errorf("root Dockerfile (%s): %v %d lint warnings:\n%s", release, err, len(ws), FormatWarnings(ws))
 		}
 	}
 }

@@ -31,6 +31,7 @@ type Config struct {
 	PingURL   string // RUNPOD_WEBHOOK_PING
 	APIKey    secret.Value
 	PodID     string
+	Hostname  string // RUNPOD_POD_HOSTNAME: the host, in an unfit job's error
 	// PingInterval is RUNPOD_PING_INTERVAL (milliseconds), at least 1 s.
 	PingInterval time.Duration
 	JSONLogs     bool   // RUNPOD_ENDPOINT_ID is set
@@ -56,6 +57,7 @@ func ConfigFromEnv(getenv func(string) string) (*Config, error) {
 		PingURL:   getenv("RUNPOD_WEBHOOK_PING"),
 		APIKey:    secret.New(getenv("RUNPOD_AI_API_KEY")),
 		PodID:     getenv("RUNPOD_POD_ID"),
+		Hostname:  getenv("RUNPOD_POD_HOSTNAME"),
 		JSONLogs:  getenv("RUNPOD_ENDPOINT_ID") != "",
 		LogLevel:  getenv("RUNPOD_LOG_LEVEL"),
 	}

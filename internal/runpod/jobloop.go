@@ -32,7 +32,8 @@ type Options struct {
 	// Concurrency is how many jobs are held at once (default 1).
 	Concurrency int
 	// Grace bounds shutdown: the time held jobs get to return and post their
-	// results after SIGTERM (default 25 s).
+	// results once SIGTERM cancelled them (default DefaultGrace). Plus 30 s,
+	// it also bounds posting one result, retries included.
 	Grace time.Duration
 	// ShutdownFinish is how long held jobs may run on after SIGTERM before
 	// they are cancelled (then they get Grace); 0 (default: Config's
@@ -40,6 +41,13 @@ type Options struct {
 	// never started after SIGTERM: they are answered "the worker is
 	// shutting down".
 	ShutdownFinish time.Duration
+	// StartupCheck, when set, runs once before the first take, as
+	// runpod-python's fitness checks do. If it fails, no job is taken: the
+	// loop logs it, tells the platform the worker is unhealthy (a ping with
+	// status=unhealthy) and Run returns an error wrapping it, so the
+	// process exits non-zero and RunPod replaces the worker. An UnfitError's
+	// Detail is logged. SIGTERM during the check is a plain shutdown.
+	StartupCheck func(context.Context) error
 	// Version goes into the User-Agent.
 	Version string
 
@@ -71,7 +79,7 @@ func (o *Options) defaults() {
 			*d = v
 		}
 	}
-	def(&o.Grace, 25*time.Second)
+	def(&o.Grace, DefaultGrace)
 	def(&o.ShutdownFinish, o.Config.ShutdownFinish)
 	def(&o.TakeTimeout, 90*time.Second)
 	def(&o.RateLimitWait, 5*time.Second)
@@ -94,6 +102,12 @@ func (o *Options) defaults() {
 	}
 }
 
+// DefaultGrace is Options.Grace's default. A cancelled job stops its
+// runner (SIGINT, then up to 45 s, listener.DefaultStopGrace, for the
+// runner to cancel its job and tell GitHub, before SIGKILL), removes it
+// from GitHub (about 10 s), and posts its result (the last fifth).
+const DefaultGrace = 70 * time.Second
+
 // JobLoop runs the RunPod job loop: it takes jobs, runs them through the
 // Handler, streams their output and posts their results.
 type JobLoop struct {
@@ -109,6 +123,9 @@ type JobLoop struct {
 	running  int
 	slot     chan struct{} // signalled when a job ends
 	stopTake bool
+	// replace: the platform is to replace the container (Refresh, or a job
+	// found the host unfit); the last answer carries stopPod.
+	replace  bool
 	shutdown bool // SIGTERM came: no job starts any more
 	takeStop context.CancelFunc
 	jobs     sync.WaitGroup
@@ -134,14 +151,18 @@ func NewJobLoop(o Options) (*JobLoop, error) {
 		return nil, errors.New("runpod: no handler")
 	}
 	o.defaults()
-	return &JobLoop{o: o, cfg: o.Config, log: o.Logger, held: map[string]*heldJob{}, slot: make(chan struct{}, 1)}, nil
+	return &JobLoop{o: o, cfg: o.Config, log: o.Logger, held: map[string]*heldJob{}, slot: make(chan struct{}, 1), replace: o.Refresh}, nil
 }
 
 // Run takes and runs jobs until ctx ends (SIGTERM) or, with Refresh, after
-// the first answer; with Refresh, the jobs still held then run to their
-// end. On shutdown it stops taking, cancels held jobs, gives them Grace to
-// return and post their results, and returns nil.
+// the first answer, or after a job found the host unfit; the jobs still
+// held then run to their end. On shutdown it stops taking, cancels held
+// jobs, gives them Grace to return and post their results, and returns
+// nil. It returns an error only when the StartupCheck failed.
 func (w *JobLoop) Run(ctx context.Context) error {
+	if err := w.startupCheck(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
 	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelJobs(nil)
 	pingCtx, stopPing := context.WithCancel(context.WithoutCancel(ctx))
@@ -352,29 +373,43 @@ func (w *JobLoop) answerMalformed(m malformedJob) {
 }
 
 // answering marks a job as answered, and says whether its result carries
-// stopPod. With Refresh, the first answer stops the taking (a stopPod ends
-// the worker, whatever the job was), and the answer of the last job held
-// carries stopPod, so the platform replaces the container only once every
-// job it gave this worker is answered.
+// stopPod. With Refresh (or once a job found the host unfit), the first
+// answer stops the taking (a stopPod ends the worker, whatever the job
+// was), and the answer of the last job held carries stopPod, so the
+// platform replaces the container only once every job it gave this worker
+// is answered.
 func (w *JobLoop) answering(jobID string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if h := w.held[jobID]; h != nil {
 		h.answered = true
 	}
-	if !w.o.Refresh {
+	if !w.replace {
 		return false
 	}
-	w.stopTake = true
-	if w.takeStop != nil {
-		w.takeStop()
-	}
+	w.stopTakingLocked()
 	for _, h := range w.held {
 		if !h.answered {
 			return false
 		}
 	}
 	return true
+}
+
+func (w *JobLoop) stopTakingLocked() {
+	w.stopTake = true
+	if w.takeStop != nil {
+		w.takeStop()
+	}
+}
+
+// replaceWorker is a job's finding that the host is unfit: take no more
+// jobs, and have the last answer ask for a new container.
+func (w *JobLoop) replaceWorker() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.replace = true
+	w.stopTakingLocked()
 }
 
 // hold takes jobs on: each runs when a slot is free (Concurrency at once);
@@ -461,7 +496,16 @@ func (w *JobLoop) runJob(h *heldJob, job *Job) {
 		return
 	}
 	body := map[string]any{}
-	if err != nil {
+	var unfit *UnfitError
+	if errors.As(err, &unfit) && unfit.KeepWorker {
+		body["error"] = unfitText(err, unfit, w.cfg.Hostname, w.cfg.PodID)
+		log.Warn("this worker cannot run the job", "error", clip(err.Error(), maxErrorBytes), "seconds", time.Since(start).Seconds())
+	} else if unfit != nil {
+		w.replaceWorker()
+		body["error"] = unfitText(err, unfit, w.cfg.Hostname, w.cfg.PodID)
+		log.Error("host unfit: job failed; asking RunPod to replace this worker, taking no more jobs",
+			"error", clip(err.Error(), maxErrorBytes), "unfit", unfit.detailText(), "seconds", time.Since(start).Seconds())
+	} else if err != nil {
 		msg := clip(err.Error(), maxErrorBytes)
 		body["error"] = msg
 		log.Warn("job failed", "error", msg, "seconds", time.Since(start).Seconds())

@@ -1,6 +1,7 @@
 package runpod
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -43,7 +45,7 @@ func RunTestInput(ctx context.Context, h Handler, src []byte, out io.Writer, log
 	var body map[string]any
 	code := 0
 	if err != nil {
-		body, code = map[string]any{"error": clip(err.Error(), maxErrorBytes)}, 1
+		body, code = map[string]any{"error": localErrorText(err)}, 1
 	} else {
 		body = map[string]any{"output": res}
 	}
@@ -69,6 +71,16 @@ func (p printUpdater) Stream(v any) {
 	fmt.Fprintf(p.w, "stream: %s\n", b)
 }
 
+// localErrorText is a job's error in local mode; an unfit host's has the
+// JSON form it has on the platform.
+func localErrorText(err error) string {
+	var unfit *UnfitError
+	if errors.As(err, &unfit) {
+		return unfitText(err, unfit, os.Getenv("RUNPOD_POD_HOSTNAME"), cmp.Or(os.Getenv("RUNPOD_POD_ID"), "local"))
+	}
+	return clip(err.Error(), maxErrorBytes)
+}
+
 func safeHandle(ctx context.Context, h Handler, job *Job, u Updater) (out any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -80,11 +92,15 @@ func safeHandle(ctx context.Context, h Handler, job *Job, u Updater) (out any, e
 
 // APIServer is the local stand-in for a RunPod endpoint (--rp_serve_api):
 // POST /run, /runsync, GET|POST /status/{id}, /stream/{id}, POST
-// /cancel/{id}, GET /health, with the platform's shapes and statuses.
+// /cancel/{id}, GET /health, with the platform's shapes and statuses. It
+// answers the same under RunPod's paths, /v2/{endpoint}/run and so on, for
+// any endpoint id: a client pointed at http://host:port/v2 as it would be
+// at https://api.runpod.ai/v2 reaches it.
 type APIServer struct {
 	h    Handler
 	log  *slog.Logger
 	sem  chan struct{}
+	mux  *http.ServeMux
 	mu   sync.Mutex
 	jobs map[string]*localJob
 	seq  int
@@ -108,7 +124,16 @@ func NewAPIServer(h Handler, concurrency int, log *slog.Logger) *APIServer {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &APIServer{h: h, log: log, sem: make(chan struct{}, max(concurrency, 1)), jobs: map[string]*localJob{}}
+	s := &APIServer{h: h, log: log, sem: make(chan struct{}, max(concurrency, 1)), jobs: map[string]*localJob{}, mux: http.NewServeMux()}
+	for _, prefix := range []string{"", "/v2/{endpoint}"} {
+		s.mux.HandleFunc("POST "+prefix+"/run", func(w http.ResponseWriter, r *http.Request) { s.submit(w, r, false) })
+		s.mux.HandleFunc("POST "+prefix+"/runsync", func(w http.ResponseWriter, r *http.Request) { s.submit(w, r, true) })
+		s.mux.HandleFunc(prefix+"/status/{id}", s.status)
+		s.mux.HandleFunc(prefix+"/stream/{id}", s.streamStatus)
+		s.mux.HandleFunc("POST "+prefix+"/cancel/{id}", s.cancel)
+		s.mux.HandleFunc("GET "+prefix+"/health", s.health)
+	}
+	return s
 }
 
 // Serve listens on host:port until ctx ends.
@@ -133,14 +158,7 @@ func (s *APIServer) Serve(ctx context.Context, host string, port int) error {
 
 // ServeHTTP routes the endpoint API.
 func (s *APIServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /run", func(w http.ResponseWriter, r *http.Request) { s.submit(w, r, false) })
-	mux.HandleFunc("POST /runsync", func(w http.ResponseWriter, r *http.Request) { s.submit(w, r, true) })
-	mux.HandleFunc("/status/{id}", s.status)
-	mux.HandleFunc("/stream/{id}", s.streamStatus)
-	mux.HandleFunc("POST /cancel/{id}", s.cancel)
-	mux.HandleFunc("GET /health", s.health)
-	mux.ServeHTTP(w, r)
+	s.mux.ServeHTTP(w, r)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -207,7 +225,7 @@ func (s *APIServer) execute(ctx context.Context, j *localJob, job *Job) {
 	switch {
 	case j.status == jobapi.Cancelled:
 	case err != nil:
-		j.status, j.err = jobapi.Failed, clip(err.Error(), maxErrorBytes)
+		j.status, j.err = jobapi.Failed, localErrorText(err)
 	default:
 		j.status, j.output = jobapi.Completed, out
 	}

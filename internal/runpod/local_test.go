@@ -126,3 +126,50 @@ func TestAPIServer(t *testing.T) {
 		close(release)
 	})
 }
+
+// The local API also answers RunPod's endpoint paths, /v2/{endpoint}/...
+// for any endpoint id, so RUNPOD_API_URL=http://127.0.0.1:8000/v2 points a
+// dispatcher at a local worker: the URLs below are the ones it builds.
+func TestAPIServerEndpointPaths(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		srv := NewAPIServer(HandlerFunc(func(ctx context.Context, job *Job, u Updater) (any, error) {
+			u.Stream("chunk")
+			select {
+			case <-release:
+				return "ok", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}), 1, nil)
+		base := "/v2/abc123xyz"
+		r := call(t, srv, "POST", base+"/run", `{"input":{"jitconfig":"x"}}`)
+		id, _ := r["id"].(string)
+		if r["_code"] != 200.0 || r["status"] != "IN_QUEUE" || id == "" {
+			t.Fatalf("run: %v", r)
+		}
+		synctest.Wait()
+		if s := call(t, srv, "GET", base+"/status/"+id, ""); s["status"] != "IN_PROGRESS" {
+			t.Errorf("status: %v", s)
+		}
+		if s := call(t, srv, "POST", "/v2/other-endpoint/status/"+id, ""); s["status"] != "IN_PROGRESS" {
+			t.Errorf("status under another endpoint id: %v", s)
+		}
+		if s := call(t, srv, "GET", base+"/stream/"+id, ""); len(s["stream"].([]any)) != 1 {
+			t.Errorf("stream: %v", s)
+		}
+		if h := call(t, srv, "GET", base+"/health", ""); h["jobs"].(map[string]any)["inProgress"] != 1.0 {
+			t.Errorf("health: %v", h)
+		}
+		if c := call(t, srv, "POST", base+"/cancel/"+id, ""); c["status"] != "CANCELLED" {
+			t.Errorf("cancel: %v", c)
+		}
+		close(release)
+		if s := call(t, srv, "POST", base+"/runsync", `{"input":{}}`); s["status"] != "COMPLETED" || s["output"] != "ok" {
+			t.Errorf("runsync: %v", s)
+		}
+		if s := call(t, srv, "GET", base+"/status/nope", ""); s["_code"] != 404.0 {
+			t.Errorf("unknown id: %v", s)
+		}
+	})
+}

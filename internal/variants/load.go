@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -35,6 +36,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "runner"},
 		{Type: "kaniko"},
+		{Type: "golang"},
 		{Type: "variant", LabelNames: []string{"name"}},
 	},
 }
@@ -48,6 +50,13 @@ var runnerSchema = &hcl.BodySchema{
 }
 
 var kanikoSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "version", Required: true},
+		{Name: "image", Required: true},
+	},
+}
+
+var golangSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "version", Required: true},
 		{Name: "image", Required: true},
@@ -73,6 +82,8 @@ var variantSchema = &hcl.BodySchema{
 		{Name: "args"},
 		{Name: "runner_packages"},
 		{Name: "packages"},
+		{Name: "steps"},
+		{Name: "template"},
 	},
 }
 
@@ -139,6 +150,8 @@ type evaluator struct {
 	runPos   runnerPos
 	kaniko   Kaniko
 	kanPos   map[string]hcl.Range
+	golang   Golang
+	goPos    map[string]hcl.Range
 	blocks   map[string]*variantBlock
 	order    []string
 	variants []*Variant
@@ -191,6 +204,7 @@ func evaluate(bodies []hcl.Body, opts Options) (*Matrix, hcl.Diagnostics) {
 	// Phase 2: runner and kaniko.
 	diags = append(diags, ev.runnerBlock(byType["runner"])...)
 	diags = append(diags, ev.kanikoBlock(byType["kaniko"])...)
+	diags = append(diags, ev.golangBlock(byType["golang"])...)
 
 	// Phase 3: variant blocks, inheritance, matrices.
 	diags = append(diags, ev.declareVariants(byType["variant"])...)
@@ -208,9 +222,16 @@ func evaluate(bodies []hcl.Body, opts Options) (*Matrix, hcl.Diagnostics) {
 		return nil, diags
 	}
 
+	// Phase 4b: variants built on variants (base = variant.NAME).
+	diags = append(diags, resolveBases(ev.variants)...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+
 	// Phase 5: validation of everything, all errors together.
 	diags = append(diags, ev.validateRunner()...)
 	diags = append(diags, validateKaniko(ev.kaniko, ev.kanPos)...)
+	diags = append(diags, validateGolang(ev.golang, ev.goPos)...)
 	seen := map[string]*Variant{}
 	for _, v := range ev.variants {
 		if prev, ok := seen[v.Name]; ok {
@@ -347,6 +368,32 @@ func (ev *evaluator) kanikoBlock(blocks hcl.Blocks) hcl.Diagnostics {
 	if a, ok := c.Attributes["image"]; ok {
 		ev.kaniko.Image, _, d = evalString(a.Expr, ev.global, "kaniko.image")
 		ev.kanPos["image"] = a.Expr.Range()
+		diags = append(diags, d...)
+	}
+	return diags
+}
+
+// golangBlock reads the optional golang block; without one, the worker
+// is compiled with DefaultGolang.
+func (ev *evaluator) golangBlock(blocks hcl.Blocks) hcl.Diagnostics {
+	ev.golang, ev.goPos = DefaultGolang, map[string]hcl.Range{}
+	if len(blocks) == 0 {
+		return nil
+	}
+	b, diags := ev.single(blocks, "golang")
+	if b == nil {
+		return diags
+	}
+	c, d := b.Body.Content(golangSchema)
+	diags = append(diags, d...)
+	if a, ok := c.Attributes["version"]; ok {
+		ev.golang.Version, _, d = evalString(a.Expr, ev.global, "golang.version")
+		ev.goPos["version"] = a.Expr.Range()
+		diags = append(diags, d...)
+	}
+	if a, ok := c.Attributes["image"]; ok {
+		ev.golang.Image, _, d = evalString(a.Expr, ev.global, "golang.image")
+		ev.goPos["image"] = a.Expr.Range()
 		diags = append(diags, d...)
 	}
 	return diags
@@ -503,6 +550,7 @@ func (ev *evaluator) variant(vb *variantBlock, combo *combination) (*Variant, hc
 		Args:      map[string]string{},
 		Runner:    ev.runner,
 		Kaniko:    ev.kaniko,
+		Golang:    ev.golang,
 		Source:    rangeString(vb.block.DefRange),
 		namePos:   vb.block.LabelRanges[0],
 		pos:       map[string]hcl.Range{},
@@ -554,19 +602,51 @@ func (ev *evaluator) variant(vb *variantBlock, combo *combination) (*Variant, hc
 		}
 	}
 	str("flavour", &v.Flavour)
-	str("base", &v.Base)
+	if a, ok := vb.merged["base"]; ok {
+		if name, isRef := baseVariantRef(a.Expr); isRef {
+			v.BaseVariant = name
+			v.pos["base"] = a.Expr.Range()
+		} else {
+			str("base", &v.Base)
+		}
+	}
 	str("cuda", &v.CUDA)
 	list("platforms", &v.Platforms)
 	str("image", &v.Image)
 	list("tags", &v.Tags)
 	mp("labels", v.Labels)
 	mp("args", v.Args)
+	if a, ok := vb.merged["template"]; ok {
+		str("template", &v.Template)
+		if v.Template != "" && !filepath.IsAbs(v.Template) {
+			v.Template = filepath.Join(filepath.Dir(a.Expr.Range().Filename), v.Template)
+		}
+	}
 	list("runner_packages", &v.RunnerPackages)
 	list("packages", &v.Packages)
+	if !diags.HasErrors() {
+		ctx = stepScope(ctx, v)
+	}
+	list("steps", &v.Steps)
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	return v, diags
+}
+
+// stepScope adds the variant's own values to what its steps may use:
+// ${name}, ${flavour}, ${cuda}, ${base}, ${image} (besides variables and
+// matrix keys).
+func stepScope(ctx *hcl.EvalContext, v *Variant) *hcl.EvalContext {
+	child := ctx.NewChild()
+	child.Variables = map[string]cty.Value{
+		"name":    cty.StringVal(v.Name),
+		"flavour": cty.StringVal(v.Flavour),
+		"cuda":    cty.StringVal(v.CUDA),
+		"base":    cty.StringVal(v.Base),
+		"image":   cty.StringVal(v.Image),
+	}
+	return child
 }
 
 func itemRanges(items []item) []hcl.Range {

@@ -114,7 +114,7 @@ func setField(v *Variant, field, key, val string, appendMode bool) {
 	case "flavour":
 		v.Flavour = val
 	case "base":
-		v.Base = val
+		v.Base, v.BaseVariant = val, ""
 	case "cuda":
 		v.CUDA = val
 	case "image":

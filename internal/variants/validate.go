@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ var (
 	cudaRE        = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?$`)
 	runnerVerRE   = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	kanikoVerRE   = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+	goVerRE       = regexp.MustCompile(`^1\.[0-9]+(\.[0-9]+)?$`)
 	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	tagRE         = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 	argNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -33,6 +35,9 @@ var reservedArgs = map[string]bool{
 	"KANIKO_VERSION": true, "TARGETARCH": true, "TARGETOS": true, "TARGETPLATFORM": true,
 	"TARGETVARIANT": true, "BUILDPLATFORM": true, "BUILDARCH": true, "BUILDOS": true,
 }
+
+// maxTemplateBytes bounds a variant's own Dockerfile template.
+const maxTemplateBytes = 256 << 10
 
 // The oldest runner GitHub lets register.
 const minRunnerVersion = "2.329.0"
@@ -156,6 +161,11 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 			add(v.errorf("args", v.mapAt("args", k), "Invalid build argument", "the value of %s must be one line.", short(k)))
 		}
 	}
+	if v.Template != "" {
+		if fi, err := os.Stat(v.Template); err != nil || !fi.Mode().IsRegular() || fi.Size() > maxTemplateBytes {
+			add(v.errorf("template", v.at("template"), "Invalid template", "template %s must be a regular file of at most %d KiB, relative to the variants file.", short(v.Template), maxTemplateBytes>>10))
+		}
+	}
 	for _, field := range []string{"runner_packages", "packages"} {
 		list := v.RunnerPackages
 		if field == "packages" {
@@ -231,6 +241,29 @@ func validateKaniko(k Kaniko, pos map[string]hcl.Range) hcl.Diagnostics {
 			Severity: hcl.DiagError,
 			Summary:  "Invalid Kaniko image",
 			Detail:   fmt.Sprintf("kaniko.image %s is not a valid image reference: %s.", short(k.Image), why),
+			Subject:  r.Ptr(),
+		})
+	}
+	return diags
+}
+
+func validateGolang(g Golang, pos map[string]hcl.Range) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if !goVerRE.MatchString(g.Version) {
+		r := pos["version"]
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Malformed Go version",
+			Detail:   fmt.Sprintf("golang.version %s must look like 1.26.8.", short(g.Version)),
+			Subject:  r.Ptr(),
+		})
+	}
+	if why := imageref.Check(g.Image, imageref.Image); why != "" {
+		r := pos["image"]
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid Go image",
+			Detail:   fmt.Sprintf("golang.image %s is not a valid image reference: %s.", short(g.Image), why),
 			Subject:  r.Ptr(),
 		})
 	}

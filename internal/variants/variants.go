@@ -28,8 +28,14 @@ type Variant struct {
 	Name string `json:"name"`
 	// Flavour is "gpu" or "cpu" (the seed's BUILD_TYPE).
 	Flavour string `json:"flavour"`
-	// Base is the base image reference.
+	// Base is the base image reference; for a variant built on another,
+	// the image the chain of variants starts from.
 	Base string `json:"base"`
+	// BaseVariant names the variant this one is built on (base =
+	// variant.NAME), Parent is that variant: the image has all its layers
+	// but the worker's, then this variant's own.
+	BaseVariant string   `json:"base_variant,omitempty"`
+	Parent      *Variant `json:"-"`
 	// CUDA is the CUDA version of a GPU variant.
 	CUDA string `json:"cuda,omitempty"`
 	// Platforms, e.g. linux/amd64; each needs a runner checksum.
@@ -47,10 +53,21 @@ type Variant struct {
 	RunnerPackages []string `json:"runner_packages"`
 	// Packages are further apt packages the image carries.
 	Packages []string `json:"packages"`
+	// Steps are Dockerfile instructions of the variant's own, inserted
+	// after the system packages and before the Kaniko, runner and worker
+	// layers (checked by render.CheckSteps).
+	Steps []string `json:"steps,omitempty"`
+	// Template is a Dockerfile template of the variant's own (a path
+	// relative to the variants file that sets it) instead of the built-in
+	// one; see render.Variant.
+	Template string `json:"template,omitempty"`
 	// Runner is the GitHub Actions runner this variant ships.
 	Runner RunnerRelease `json:"runner"`
 	// Kaniko is the Kaniko executor this variant ships.
 	Kaniko Kaniko `json:"kaniko"`
+	// Golang is the toolchain image the Dockerfile compiles the worker
+	// with (imagegen replaces that stage with its own binaries).
+	Golang Golang `json:"golang"`
 	// Matrix holds the values of this variant's matrix combination, if any.
 	Matrix map[string]string `json:"matrix,omitempty"`
 	// Source is where the variant block is declared (file:line:col).
@@ -81,6 +98,22 @@ type Kaniko struct {
 	// Image is the executor image /kaniko/executor is copied from.
 	Image string `json:"image"`
 }
+
+// Golang describes the Go toolchain image of the Dockerfiles' worker
+// stage (the golang block of variants.hcl).
+type Golang struct {
+	// Version is the Go version, at least go.mod's.
+	Version string `json:"version"`
+	// Image is the toolchain image the stage starts from.
+	Image string `json:"image"`
+}
+
+// DefaultGolang is the toolchain when variants.hcl has no golang block:
+// the Go version go.mod needs (a test keeps them in step).
+var DefaultGolang = Golang{Version: "1.26.8", Image: "golang:1.26.8"}
+
+// StepAt is where step i was written in the variants file, or nil.
+func (v *Variant) StepAt(i int) *hcl.Range { return v.listAt("steps", i) }
 
 // Find returns the variant with that name, or nil.
 func (m *Matrix) Find(name string) *Variant {

@@ -59,10 +59,10 @@ type Options struct {
 	Progress string
 }
 
-// Capabilities: any number of builds at once, build secrets, the build
-// context read from any folder.
+// Capabilities: any number of builds at once, build secrets, named
+// contexts, the build context read from any folder.
 func (o Options) Capabilities() build.Capabilities {
-	return build.Capabilities{Name: "BuildKit", Secrets: true}
+	return build.Capabilities{Name: "BuildKit", Secrets: true, NamedContexts: true}
 }
 
 // Open is New: Options is a build.Backend.
@@ -206,7 +206,8 @@ func (b *Builder) Build(ctx context.Context, req *build.Request) (*build.Result,
 }
 
 // mountedSolveOpt writes the Dockerfile into dfDir and gives the solve
-// request with the build context and that folder mounted.
+// request with the build context, that folder and the named contexts
+// mounted.
 func mountedSolveOpt(req *build.Request, dfDir string) (client.SolveOpt, error) {
 	if err := os.WriteFile(filepath.Join(dfDir, "Dockerfile"), req.Dockerfile, 0o644); err != nil {
 		return client.SolveOpt{}, err
@@ -219,7 +220,18 @@ func mountedSolveOpt(req *build.Request, dfDir string) (client.SolveOpt, error) 
 	if err != nil {
 		return client.SolveOpt{}, err
 	}
-	return solveOpt(req, ctxFS, dfFS), nil
+	opt := solveOpt(req, ctxFS, dfFS)
+	for name, dir := range req.NamedContexts {
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			return client.SolveOpt{}, fmt.Errorf("named context %s: %w", name, err)
+		}
+		// What `docker buildx build --build-context NAME=DIR` sends.
+		local := "named-" + name
+		opt.LocalMounts[local] = fs
+		opt.FrontendAttrs["context:"+name] = "local:" + local
+	}
+	return opt, nil
 }
 
 // pump counts the steps of the statuses sent to ch and passes them on to

@@ -218,3 +218,29 @@ func TestExportEntry(t *testing.T) {
 		t.Errorf("capabilities %+v", c)
 	}
 }
+
+// A named context (the worker binaries in place of the Dockerfile's worker
+// stage) reaches BuildKit as the frontend's context:NAME=local:... with its
+// folder mounted under that local name.
+func TestNamedContextsAreLocalMounts(t *testing.T) {
+	dir := t.TempDir()
+	req := &build.Request{
+		Variant:       &variants.Variant{Name: "cpu", Image: "docker.io/runpod/w", Platforms: []string{"linux/amd64"}},
+		ContextDir:    dir,
+		NamedContexts: map[string]string{"worker": dir},
+	}
+	opt, err := mountedSolveOpt(req, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := opt.FrontendAttrs["context:worker"]; got != "local:named-worker" {
+		t.Errorf("context:worker = %q, want local:named-worker", got)
+	}
+	if opt.LocalMounts["named-worker"] == nil || opt.LocalMounts["context"] == nil || opt.LocalMounts["dockerfile"] == nil {
+		t.Errorf("local mounts %v", opt.LocalMounts)
+	}
+	req.NamedContexts = map[string]string{"worker": filepath.Join(dir, "missing")}
+	if _, err := mountedSolveOpt(req, t.TempDir()); err == nil || !strings.Contains(err.Error(), "named context worker") {
+		t.Errorf("a missing named context folder: %v", err)
+	}
+}

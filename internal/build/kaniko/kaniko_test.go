@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func TestArgsGolden(t *testing.T) {
 	b := &Builder{o: Options{Executor: DefaultExecutor, WorkDir: "/tmp/imagegen-kaniko", ExtraArgs: []string{"--registry-map=index.docker.io=127.0.0.1:5000"}}}
 	var out bytes.Buffer
 	for _, release := range []string{"dev", "v1.0.0"} {
-		m := matrix(t, "REGISTRY=127.0.0.1:5000/runpod", "RELEASE="+release)
+		m := matrix(t, "REGISTRY=127.0.0.1:5000/runpod", "RELEASE="+release, "LATEST="+strconv.FormatBool(release != "dev"))
 		for _, v := range m.Variants {
 			for _, mode := range []struct {
 				name string

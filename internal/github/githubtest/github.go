@@ -12,7 +12,8 @@
 // file: POST /_fake/register (token mode; a duplicate name is 409 unless
 // the body says "replace": true, as config.sh --replace, which takes the
 // existing runner over), POST /_fake/runners/{id}/job
-// (a job starts) and POST /_fake/runners/{id}/done (the job ended).
+// (a job starts: 202 while none it can take is queued, see QueueJob) and
+// POST /_fake/runners/{id}/done (the job ended).
 package githubtest
 
 import (
@@ -27,6 +28,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,6 +108,8 @@ type GitHub struct {
 
 	mu       sync.Mutex
 	runners  map[int64]*RegisteredRunner
+	ever     []RegisteredRunner // every runner registered, as registered
+	jobs     []*WorkflowJob     // queued with QueueJob
 	nextID   int64
 	regToks  map[string]string // registration token -> scope
 	faults   []Fault
@@ -131,6 +135,10 @@ type GitHub struct {
 	// server answers its web UI there).
 	GHES    bool
 	expires map[string]time.Time // installation token -> expiry
+	// JITExtraLabels are labels the fake adds to a JIT runner besides
+	// those asked for. GitHub adds none (a JIT runner has exactly the
+	// labels of its request); a test sets some to play a GitHub that did.
+	JITExtraLabels []string
 	// After, when set, is called after each request was answered, with
 	// its method and path (without /api/v3): a test changes GitHub's
 	// state between two calls with it.
@@ -178,12 +186,107 @@ func (g *GitHub) Requests() []Request {
 	return append([]Request{}, g.requests...)
 }
 
+// Registered lists every runner ever registered (JIT or config.sh), as
+// it was registered: labels included, also of runners since removed.
+func (g *GitHub) Registered() []RegisteredRunner {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]RegisteredRunner{}, g.ever...)
+}
+
+// Runner returns a registered runner by id.
+func (g *GitHub) Runner(id int64) (RegisteredRunner, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.runners[id]; r != nil {
+		return *r, true
+	}
+	return RegisteredRunner{}, false
+}
+
+// CanAssign applies GitHub's matching rule for self-hosted runners: a job
+// whose runs-on lists these labels can go to a runner only when every one
+// of them is among the runner's labels (case-insensitively). The runner
+// is looked up among every runner ever registered, so a test can ask
+// after it was removed.
+func (g *GitHub) CanAssign(runsOn []string, runnerID int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var labels []string
+	for _, r := range g.ever {
+		if r.ID == runnerID {
+			labels = r.Labels
+		}
+	}
+	return matches(runsOn, labels)
+}
+
+// WorkflowJob is a queued workflow job: what its runs-on lists, and the
+// runner it went to (0 while it waits).
+type WorkflowJob struct {
+	Name     string
+	RunsOn   []string
+	RunnerID int64
+	Done     bool
+}
+
+// QueueJob queues a workflow job whose runs-on lists these labels. Once a
+// job is queued, a fake runner asking for work (POST
+// /_fake/runners/{id}/job) gets the first waiting job it can take by
+// GitHub's rule (CanAssign), else 202 (nothing yet); before any job is
+// queued, every runner gets a job at once.
+func (g *GitHub) QueueJob(name string, runsOn ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.jobs = append(g.jobs, &WorkflowJob{Name: name, RunsOn: runsOn})
+}
+
+// Jobs returns the queued workflow jobs as they stand.
+func (g *GitHub) Jobs() []WorkflowJob {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []WorkflowJob
+	for _, j := range g.jobs {
+		out = append(out, *j)
+	}
+	return out
+}
+
+// assign gives rn the first waiting job it can take; g.mu is held.
+func (g *GitHub) assign(rn *RegisteredRunner) bool {
+	if g.jobs == nil {
+		return true
+	}
+	for _, j := range g.jobs {
+		if j.RunnerID == 0 && matches(j.RunsOn, rn.Labels) {
+			j.RunnerID = rn.ID
+			return true
+		}
+	}
+	return false
+}
+
+// matches is GitHub's rule: every runs-on label is among the runner's
+// labels, case-insensitively.
+func matches(runsOn, labels []string) bool {
+	if len(runsOn) == 0 {
+		return false
+	}
+	for _, want := range runsOn {
+		if !slices.ContainsFunc(labels, func(l string) bool { return strings.EqualFold(l, want) }) {
+			return false
+		}
+	}
+	return true
+}
+
 // AddRunner registers an offline runner directly (a leftover, say).
 func (g *GitHub) AddRunner(scope, name string, labels ...string) int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.nextID++
 	g.runners[g.nextID] = &RegisteredRunner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, Status: "offline"}
+	g.ever = append(g.ever, *g.runners[g.nextID])
 	return g.nextID
 }
 
@@ -377,8 +480,10 @@ func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, path, auth strin
 			}
 		}
 		g.nextID++
+		labels = append(labels, g.JITExtraLabels...)
 		rn := &RegisteredRunner{ID: g.nextID, Name: name, Labels: labels, Scope: scope, GroupID: int64(gid), Status: "offline", Ephemeral: true}
 		g.runners[rn.ID] = rn
+		g.ever = append(g.ever, *rn)
 		jit := g.encodeJIT(rn, scope)
 		g.issued = append(g.issued, jit)
 		writeJSON(w, 201, map[string]any{"runner": rn, "encoded_jit_config": jit})
@@ -555,6 +660,7 @@ func (g *GitHub) fake(w http.ResponseWriter, r *http.Request, parts []string, bo
 			rn.ID = g.nextID
 		}
 		g.runners[rn.ID] = rn
+		g.ever = append(g.ever, *rn)
 		writeJSON(w, 201, map[string]any{"id": rn.ID, "scope": scope})
 	case len(parts) == 3 && parts[0] == "runners":
 		id, _ := strconv.ParseInt(parts[1], 10, 64)
@@ -567,8 +673,17 @@ func (g *GitHub) fake(w http.ResponseWriter, r *http.Request, parts []string, bo
 		case "online":
 			rn.Status = "online"
 		case "job":
+			if !g.assign(rn) {
+				w.WriteHeader(http.StatusAccepted) // no job for it yet
+				return
+			}
 			rn.Busy = true
 		case "done":
+			for _, j := range g.jobs {
+				if j.RunnerID == rn.ID {
+					j.Done = true
+				}
+			}
 			rn.Busy = false
 			if rn.Ephemeral {
 				delete(g.runners, id) // GitHub removes an ephemeral runner after its job

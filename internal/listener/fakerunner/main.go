@@ -2,8 +2,9 @@
 // tests: `configure` registers with a registration token and writes .runner;
 // `run` reads its JIT config (ACTIONS_RUNNER_INPUT_JITCONFIG, removed from
 // its environment as the real runner does) or .runner, prints what the real
-// listener prints, runs the job hooks, and tells the fake GitHub (whose URL
-// its config carries) when it goes online, starts a job and ends it.
+// listener prints, runs the job hooks as job steps, and tells the fake
+// GitHub (whose URL its config carries) when it goes online, starts a job
+// and ends it.
 //
 // What it does is scripted by fake-behaviour.json in the runner's folder:
 //
@@ -12,16 +13,43 @@
 //	 "update_exits": 1, "update_code": 3, "update_seconds": 1.5,
 //	 "echo_secret": true, "daemon": true, "escape": true, "pid_file": "/path",
 //	 "long_line": 2097152, "long_line_text": "…", "long_line_text_at": 16000,
-//	 "flood": 20000, "ignore_term": true}
+//	 "flood": 20000, "ignore_term": true, "step_ignores": ["INT", "TERM"],
+//	 "step_script": "rm -rf /tmp/*", "post_seconds": 2, "upload_seconds": 3,
+//	 "fail_hook": "started", "time_scale": 10}
 //
 // As the real listener: `configure` refuses when .runner exists; `run`
 // writes the JIT config's files into the runner's folder and needs to
 // write there and in _work; a deprecated runner exits 7 only when
 // ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE is set, else 1.
+//
+// A job runs as Runner.Worker runs it: the started hook as the step "Set
+// up runner" (its failure fails the job: result Failed, the job's steps
+// skipped), the workflow's step as a child process in the listener's
+// process group, post steps, the completed hook as the step "Complete
+// runner" (its failure fails the job), then the finalization (log upload).
+// SIGINT or SIGTERM during the job shuts the runner down as the real one
+// does: SIGINT prints "Exiting..."; the step gets SIGINT, 7.5 s later
+// SIGTERM, 2.5 s later SIGKILL; the steps after it, post steps and the
+// completed hook are skipped; after the finalization the listener prints
+// "Job test-job completed with result: Canceled", tells the fake GitHub,
+// and exits 0. On SIGTERM the listener exits 30 s after the signal,
+// finished or not (its unload handler's bound). time_scale speeds these
+// timings (and post_seconds, upload_seconds) up, keeping their ratios.
+//
+// The fake GitHub protocol (POST, under the URL in .runner's fakeApi):
+//
+//   - /_fake/runners/{id}/online: the listener is connected.
+//   - /_fake/runners/{id}/job: the listener asks for a job. 202: none yet,
+//     it asks again every 100 ms (a signal meanwhile ends it as an idle
+//     listener); 404: the runner was removed, it exits 1 as the real one
+//     does when its registration is gone; any other answer (204) starts
+//     the job.
+//   - /_fake/runners/{id}/done with the JSON body
+//     {"result": "Succeeded" | "Failed" | "Canceled"}: the job ended, sent
+//     after the "completed with result" line and before the listener exits.
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -61,7 +89,8 @@ type behaviour struct {
 	// holding the output: it survives a kill of the listener's group.
 	Escape bool `json:"escape"`
 	// PidFile gets the pids of the processes Daemon and Escape start,
-	// one a line.
+	// and the job's step's once its signal dispositions are set, one a
+	// line.
 	PidFile string `json:"pid_file"`
 	// LongLine prints one line of that many bytes while the job runs,
 	// with LongLineText written into it at LongLineTextAt, then the line
@@ -73,6 +102,23 @@ type behaviour struct {
 	Flood int `json:"flood"`
 	// IgnoreTerm ignores SIGTERM and SIGINT: only SIGKILL ends it.
 	IgnoreTerm bool `json:"ignore_term"`
+	// StepIgnores lists the signals ("INT", "TERM") the job's step
+	// ignores, as a step that traps them does.
+	StepIgnores []string `json:"step_ignores"`
+	// StepScript is a shell command the job's step runs first (sh -c),
+	// as the job's user, with the job's environment.
+	StepScript string `json:"step_script"`
+	// PostSeconds is how long the post steps run after the main step.
+	PostSeconds float64 `json:"post_seconds"`
+	// UploadSeconds is how long the worker's finalization (log upload,
+	// the job-completed event) takes, after the steps.
+	UploadSeconds float64 `json:"upload_seconds"`
+	// FailHook names a job hook ("started", "completed") whose step
+	// fails (exit 1), as a broken hook script does.
+	FailHook string `json:"fail_hook"`
+	// TimeScale (default 1) runs the runner's own timings (7.5 s, 2.5 s,
+	// 30 s), PostSeconds and UploadSeconds that many times faster.
+	TimeScale float64 `json:"time_scale"`
 }
 
 type runnerFile struct {
@@ -95,6 +141,8 @@ func main() {
 		run(root)
 	case "_update":
 		update(root)
+	case "_step":
+		step()
 	default:
 		fail("unknown command " + os.Args[1])
 	}
@@ -203,19 +251,6 @@ func checkWork(root string) {
 	os.Remove(probe)
 }
 
-func notify(rf runnerFile, what string) {
-	resp, err := http.Post(fmt.Sprintf("%s/_fake/runners/%d/%s", rf.FakeAPI, rf.AgentID, what), "application/json", nil)
-	if err == nil {
-		resp.Body.Close()
-	}
-}
-
-func hook(name string) {
-	if p := os.Getenv(name); p != "" {
-		exec.Command(p).Run()
-	}
-}
-
 func run(root string) {
 	var b behaviour
 	if raw, err := os.ReadFile(filepath.Join(root, "fake-behaviour.json")); err == nil {
@@ -244,7 +279,7 @@ func run(root string) {
 		fmt.Println("debug: jit config " + jit)
 	}
 	fmt.Println(ts() + ": Listening for Jobs")
-	notify(rf, "online")
+	post(rf, "online", nil)
 
 	switch b.Mode {
 	case "exit":
@@ -259,50 +294,14 @@ func run(root string) {
 		fmt.Println("Unhandled exception. System.NullReferenceException")
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	case "idle":
-		<-term
-		fmt.Println(ts() + ": Runner listener exit because of cancellation.")
-		os.Exit(0)
+		idleExit(<-term)
 	}
 	// mode "job"
-	select {
-	case <-time.After(100 * time.Millisecond):
-	case <-term:
-		os.Exit(0)
-	}
-	notify(rf, "job")
+	waitJob(rf, term)
 	fmt.Println(ts() + ": Running job: test-job")
-	hook("ACTIONS_RUNNER_HOOK_JOB_STARTED")
-	if b.Dump != "" {
-		dump(b.Dump)
-	}
-	printLong(b)
-	out := bufio.NewWriterSize(os.Stdout, 64<<10)
-	for i := range b.Flood {
-		fmt.Fprintf(out, "flood line %06d\n", i)
-	}
-	out.Flush()
-	result := b.Result
-	select {
-	case <-time.After(time.Duration(b.JobSeconds * float64(time.Second))):
-	case <-term:
-		result = "Canceled"
-	}
-	if b.Daemon {
-		d := exec.Command("sleep", "137")
-		d.Stdout, d.Stderr = os.Stdout, os.Stderr
-		d.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		d.Start()
-		notePid(b, d)
-	}
-	if b.Escape {
-		d := exec.Command("sleep", "300")
-		d.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		d.Start()
-		notePid(b, d)
-	}
-	hook("ACTIONS_RUNNER_HOOK_JOB_COMPLETED")
+	result := runJob(b, term)
 	fmt.Printf("%s: Job test-job completed with result: %s\n", ts(), result)
-	notify(rf, "done")
+	done(rf, result)
 	os.Exit(0)
 }
 

@@ -1,7 +1,9 @@
 // Package runpodtest is a fake RunPod serverless platform for tests: the
-// job-take long poll (single and batch), job-done, job-stream, ping and
-// job-stop endpoints, with the URL shapes, query strings and headers the
-// real platform uses (see shared/RUNPOD.md), plus fault injection.
+// worker side (the job-take long poll, single and batch, job-done,
+// job-stream, ping and job-stop endpoints) with the URL shapes, query
+// strings and headers the real platform uses (see shared/RUNPOD.md), the
+// client side of its endpoints (/run, /status, /cancel, /health...: see
+// Endpoint) bridged to the worker side, and fault injection on both.
 package runpodtest
 
 import (
@@ -11,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -34,10 +37,15 @@ type Post struct {
 	At      time.Time
 }
 
-// Ping is one heartbeat.
+// Ping is one heartbeat, or a report that the worker is unhealthy (Status
+// "unhealthy", with the failed Check and its Reason, as runpod-python sends
+// before it exits on a failed fitness check).
 type Ping struct {
 	JobIDs  string // the job_id parameter, "" when absent
 	Version string
+	Status  string
+	Check   string
+	Reason  string
 	At      time.Time
 }
 
@@ -58,16 +66,23 @@ type Platform struct {
 	base    string
 	handler http.Handler
 
+	// WorkerSeen is how recently a worker must have taken, pinged or
+	// polled job-stop to count in an endpoint's /health (default 5 s).
+	WorkerSeen time.Duration
+
 	mu          sync.Mutex
 	cond        *sync.Cond
-	queue       []string // job JSON objects
+	queues      map[string][]queued // per endpoint id; AddJob's is DefaultEndpoint
+	endpoints   map[string]*Endpoint
+	seen        map[workerKey]time.Time
 	script      []Response
 	doneStatus  []int
 	stop        []string
+	stopFor     map[string][]string // per pod: cancelled or timed out jobs
 	stopScript  []Response
 	stopPolls   []time.Time
-	podID       string    // set by Env: requests for another pod get 404
-	killAt      time.Time // set by Terminate: requests after it are lost
+	pods        map[string]bool // set by Env: requests for another pod get 404
+	killAt      time.Time       // set by Terminate: requests after it are lost
 	lost        int
 	takes       []time.Time
 	takeQueries []string
@@ -75,10 +90,23 @@ type Platform struct {
 	streams     []Post
 	pings       []Ping
 	unauth      int
-	// RequestLog records every request line and header, to check that no
-	// secret went where it should not.
+	// RequestLog records every request's method and URL, to check that no
+	// secret went where it should not. Read it with Requests while
+	// requests may be in flight.
 	RequestLog []string
 }
+
+// DefaultEndpoint is the endpoint id of Env's URLs and AddJob's queue.
+const DefaultEndpoint = "ep"
+
+// queued is a job waiting for a take: its id ("" if unknown) and body.
+type queued struct{ id, body string }
+
+type workerKey struct{ endpoint, pod string }
+
+// workerOps are the worker side's operations; any other path is the
+// endpoint API's.
+var workerOps = map[string]bool{"job-take": true, "job-take-batch": true, "job-done": true, "job-stream": true, "ping": true, "job-stop": true}
 
 // New starts a fake platform on a loopback port.
 func New() *Platform {
@@ -118,6 +146,9 @@ func (p *Platform) Client() *http.Client {
 type inProcess struct{ h http.Handler }
 
 func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{}) // as a transport would once the request is out
+	}
 	rec := httptest.NewRecorder()
 	done := make(chan struct{})
 	go func() {
@@ -125,8 +156,14 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.h.ServeHTTP(rec, req)
 	}()
 	<-done // the handlers end their waits when the request's context ends
-	if rec.Code == statusClientGone {
-		return nil, req.Context().Err()
+	switch rec.Code {
+	case statusClientGone:
+		if err := req.Context().Err(); err != nil {
+			return nil, err
+		}
+		return nil, errConnectionLost
+	case statusDropped:
+		return nil, errConnectionLost
 	}
 	return rec.Result(), nil
 }
@@ -135,37 +172,75 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 // ended before it took the request (nginx's 499).
 const statusClientGone = 499
 
+// statusDropped is what a handler answers, in process, for a connection
+// closed without an answer (see dropConnection).
+const statusDropped = 598
+
+var errConnectionLost = fmt.Errorf("runpodtest: the connection closed before an answer: %w", io.ErrUnexpectedEOF)
+
+// dropConnection closes the connection without an answer: the request was
+// received, its answer is lost.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	w.WriteHeader(statusDropped)
+}
+
 func newPlatform() *Platform {
-	p := &Platform{APIKey: "rpa_TESTKEY_0123456789abcdef", LongPoll: 200 * time.Millisecond}
+	p := &Platform{APIKey: "rpa_TESTKEY_0123456789abcdef", LongPoll: 200 * time.Millisecond, WorkerSeen: 5 * time.Second,
+		queues: map[string][]queued{}, endpoints: map[string]*Endpoint{}, seen: map[workerKey]time.Time{},
+		stopFor: map[string][]string{}, pods: map[string]bool{}}
 	p.cond = sync.NewCond(&p.mu)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v2/ep/job-take/{pod}", p.take)
-	mux.HandleFunc("GET /v2/ep/job-take-batch/{pod}", p.take)
-	mux.HandleFunc("POST /v2/ep/job-done/{pod}/{job}", func(w http.ResponseWriter, r *http.Request) { p.post(w, r, false) })
-	mux.HandleFunc("POST /v2/ep/job-stream/{pod}/{job}", func(w http.ResponseWriter, r *http.Request) { p.post(w, r, true) })
-	mux.HandleFunc("GET /v2/ep/ping/{pod}", p.ping)
-	mux.HandleFunc("GET /v2/ep/job-stop/{pod}", p.jobStop)
-	p.handler = p.auth(mux)
+	worker := http.NewServeMux()
+	worker.HandleFunc("GET /v2/{ep}/job-take/{pod}", p.take)
+	worker.HandleFunc("GET /v2/{ep}/job-take-batch/{pod}", p.take)
+	worker.HandleFunc("POST /v2/{ep}/job-done/{pod}/{job}", func(w http.ResponseWriter, r *http.Request) { p.post(w, r, false) })
+	worker.HandleFunc("POST /v2/{ep}/job-stream/{pod}/{job}", func(w http.ResponseWriter, r *http.Request) { p.post(w, r, true) })
+	worker.HandleFunc("GET /v2/{ep}/ping/{pod}", p.ping)
+	worker.HandleFunc("GET /v2/{ep}/job-stop/{pod}", p.jobStop)
+	api := p.apiMux()
+	workerSide := p.auth(worker)
+	p.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.RequestLog = append(p.RequestLog, r.Method+" "+r.URL.String())
+		p.mu.Unlock()
+		if parts := strings.Split(r.URL.Path, "/"); len(parts) > 3 && workerOps[parts[3]] {
+			workerSide.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 	return p
 }
 
-// Env is the worker environment for this platform, as RunPod sets it.
+// Env is the worker environment for this platform, as RunPod sets it: a
+// worker of DefaultEndpoint.
 func (p *Platform) Env(podID string) map[string]string {
+	return p.env(DefaultEndpoint, podID)
+}
+
+func (p *Platform) env(endpoint, podID string) map[string]string {
 	q := "?gpu=NVIDIA+RTX+A5000"
 	p.mu.Lock()
-	p.podID = podID
+	p.pods[podID] = true
 	p.mu.Unlock()
 	take := "$RUNPOD_POD_ID"
 	if p.IDPlaceholder {
 		take = "$ID"
 	}
+	base := p.base + "/v2/" + endpoint
 	return map[string]string{
-		"RUNPOD_WEBHOOK_GET_JOB":     p.base + "/v2/ep/job-take/" + take + q,
-		"RUNPOD_WEBHOOK_POST_OUTPUT": p.base + "/v2/ep/job-done/$RUNPOD_POD_ID/$ID" + q,
-		"RUNPOD_WEBHOOK_POST_STREAM": p.base + "/v2/ep/job-stream/$RUNPOD_POD_ID/$ID" + q,
-		"RUNPOD_WEBHOOK_PING":        p.base + "/v2/ep/ping/" + take + q,
+		"RUNPOD_WEBHOOK_GET_JOB":     base + "/job-take/" + take + q,
+		"RUNPOD_WEBHOOK_POST_OUTPUT": base + "/job-done/$RUNPOD_POD_ID/$ID" + q,
+		"RUNPOD_WEBHOOK_POST_STREAM": base + "/job-stream/$RUNPOD_POD_ID/$ID" + q,
+		"RUNPOD_WEBHOOK_PING":        base + "/ping/" + take + q,
 		"RUNPOD_AI_API_KEY":          p.APIKey,
 		"RUNPOD_POD_ID":              podID,
+		"RUNPOD_POD_HOSTNAME":        podID + "-host",
 		"RUNPOD_PING_INTERVAL":       "1000",
 	}
 }
@@ -173,19 +248,22 @@ func (p *Platform) Env(podID string) map[string]string {
 func (p *Platform) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		p.RequestLog = append(p.RequestLog, r.Method+" "+r.URL.String())
-		pod, killed := p.podID, !p.killAt.IsZero() && !time.Now().Before(p.killAt)
+		killed := !p.killAt.IsZero() && !time.Now().Before(p.killAt)
 		if killed {
 			p.lost++
 		}
+		// /v2/<endpoint>/<op>/<pod>[/<job>]: a worker id left as a
+		// placeholder, or one Env never gave out, is no worker; an
+		// endpoint that does not exist has none.
+		parts := strings.Split(r.URL.Path, "/")
+		unknownPod := len(p.pods) > 0 && (len(parts) < 5 || !p.pods[parts[4]])
+		unknownEndpoint := len(parts) < 3 || parts[2] != DefaultEndpoint && p.endpoints[parts[2]] == nil
 		p.mu.Unlock()
 		if killed {
 			w.WriteHeader(statusClientGone) // the container is gone: nothing arrives
 			return
 		}
-		// /v2/ep/<endpoint op>/<pod>[/<job>]: a worker id left as a
-		// placeholder, or another worker's, is not this worker.
-		if parts := strings.Split(r.URL.Path, "/"); pod != "" && (len(parts) < 5 || parts[4] != pod) {
+		if unknownPod || unknownEndpoint {
 			http.Error(w, "no such worker", http.StatusNotFound)
 			return
 		}
@@ -215,8 +293,12 @@ func (p *Platform) AddJob(id string, input any) {
 
 // AddRaw queues a raw take body.
 func (p *Platform) AddRaw(body string) {
+	var job struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal([]byte(body), &job) // best effort: the id is for the books only
 	p.mu.Lock()
-	p.queue = append(p.queue, body)
+	p.queues[DefaultEndpoint] = append(p.queues[DefaultEndpoint], queued{job.ID, body})
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }
@@ -279,12 +361,19 @@ func (p *Platform) Stop(ids ...string) {
 }
 
 func (p *Platform) take(w http.ResponseWriter, r *http.Request) {
+	ep, pod := r.PathValue("ep"), r.PathValue("pod")
 	p.mu.Lock()
+	p.sawWorker(ep, pod)
 	p.takes = append(p.takes, time.Now())
 	p.takeQueries = append(p.takeQueries, r.URL.RawQuery)
 	deadline := time.Now().Add(p.LongPoll)
-	for len(p.script) == 0 && len(p.queue) == 0 && time.Now().Before(deadline) && r.Context().Err() == nil {
+	for len(p.script) == 0 && len(p.queues[ep]) == 0 && time.Now().Before(deadline) && r.Context().Err() == nil {
 		p.waitUntil(r.Context(), deadline)
+	}
+	if r.Context().Err() != nil {
+		p.mu.Unlock()
+		w.WriteHeader(statusClientGone) // the worker gave up: nothing is taken
+		return
 	}
 	if len(p.script) > 0 {
 		s := p.script[0]
@@ -294,12 +383,14 @@ func (p *Platform) take(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, s.Body)
 		return
 	}
-	if len(p.queue) > 0 {
-		body := p.queue[0]
-		p.queue = p.queue[1:]
+	if q := p.queues[ep]; len(q) > 0 {
+		p.queues[ep] = q[1:]
+		if e := p.endpoints[ep]; e != nil {
+			e.taken(q[0].id, pod)
+		}
 		p.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, body)
+		io.WriteString(w, q[0].body)
 		return
 	}
 	p.mu.Unlock()
@@ -346,6 +437,9 @@ func (p *Platform) post(w http.ResponseWriter, r *http.Request, stream bool) {
 		} else {
 			p.done = append(p.done, post)
 		}
+		if e := p.endpoints[r.PathValue("ep")]; e != nil {
+			e.posted(r.PathValue("pod"), post, stream)
+		}
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
@@ -354,13 +448,18 @@ func (p *Platform) post(w http.ResponseWriter, r *http.Request, stream bool) {
 
 func (p *Platform) ping(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
-	p.pings = append(p.pings, Ping{JobIDs: r.URL.Query().Get("job_id"), Version: r.URL.Query().Get("runpod_version"), At: time.Now()})
+	p.sawWorker(r.PathValue("ep"), r.PathValue("pod"))
+	q := r.URL.Query()
+	p.pings = append(p.pings, Ping{JobIDs: q.Get("job_id"), Version: q.Get("runpod_version"),
+		Status: q.Get("status"), Check: q.Get("check"), Reason: q.Get("reason"), At: time.Now()})
 	p.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 }
 
 func (p *Platform) jobStop(w http.ResponseWriter, r *http.Request) {
+	pod := r.PathValue("pod")
 	p.mu.Lock()
+	p.sawWorker(r.PathValue("ep"), pod)
 	p.stopPolls = append(p.stopPolls, time.Now())
 	if len(p.stopScript) > 0 {
 		s := p.stopScript[0]
@@ -371,11 +470,17 @@ func (p *Platform) jobStop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	deadline := time.Now().Add(p.LongPoll)
-	for len(p.stop) == 0 && time.Now().Before(deadline) && r.Context().Err() == nil {
+	for len(p.stop) == 0 && len(p.stopFor[pod]) == 0 && time.Now().Before(deadline) && r.Context().Err() == nil {
 		p.waitUntil(r.Context(), deadline)
 	}
-	ids := p.stop
+	if r.Context().Err() != nil {
+		p.mu.Unlock()
+		w.WriteHeader(statusClientGone) // the worker gave up: the ids stay for its next poll
+		return
+	}
+	ids := append(p.stop, p.stopFor[pod]...)
 	p.stop = nil
+	delete(p.stopFor, pod)
 	p.mu.Unlock()
 	if ids == nil {
 		ids = []string{}
@@ -445,9 +550,29 @@ func (p *Platform) Takes() ([]time.Time, []string) {
 	return append([]time.Time{}, p.takes...), append([]string{}, p.takeQueries...)
 }
 
+// Requests returns RequestLog so far (method and URL of every request),
+// read under the platform's lock: safe while requests are in flight.
+func (p *Platform) Requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string{}, p.RequestLog...)
+}
+
 // Unauthorized counts requests without the right API key.
 func (p *Platform) Unauthorized() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.unauth
+}
+
+// sawWorker notes that a worker of that endpoint is alive; p.mu is held.
+func (p *Platform) sawWorker(endpoint, pod string) {
+	p.seen[workerKey{endpoint, pod}] = time.Now()
+}
+
+// stopJob has the next job-stop poll of that worker name the job; p.mu is
+// held.
+func (p *Platform) stopJob(pod, id string) {
+	p.stopFor[pod] = append(p.stopFor[pod], id)
+	p.cond.Broadcast()
 }
