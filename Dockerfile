@@ -36,9 +36,9 @@ FROM ubuntu:24.04 AS variant-cpu
 
 ARG TARGETARCH
 ARG BUILD_TYPE=cpu
-ARG RUNNER_VERSION=2.337.0
+ARG RUNNER_VERSION=2.338.0
 ARG RUNNER_URL="https://github.com/actions/runner/releases/download"
-ARG RUNNER_SHA256_AMD64=70920811a4f8ad4328818682bca5c6469c1c942fab52448868071d0063816613
+ARG RUNNER_SHA256_AMD64=af4b794c1bc41d73d40535e3fe092a39f9679cd8d965954c2aca25a05ca41d32
 ARG KANIKO_VERSION=v1.23.2
 
 # System packages: the runner's native libraries (explicit, because the
@@ -121,7 +121,7 @@ ENV RUNNER_ALLOW_RUNASROOT=1 \
 
 LABEL "io.runpod.worker-github-runner.flavour"="cpu" \
       "io.runpod.worker-github-runner.kaniko-version"="v1.23.2" \
-      "io.runpod.worker-github-runner.runner-version"="2.337.0" \
+      "io.runpod.worker-github-runner.runner-version"="2.338.0" \
       "io.runpod.worker-github-runner.variant"="cpu" \
       "org.opencontainers.image.base.name"="ubuntu:24.04" \
       "org.opencontainers.image.description"="Ephemeral GitHub Actions runner for RunPod serverless (CPU)" \
@@ -138,9 +138,9 @@ FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 AS variant-gpu
 ARG TARGETARCH
 ARG BUILD_TYPE=gpu
 ARG CUDA_VERSION=12.6.3
-ARG RUNNER_VERSION=2.337.0
+ARG RUNNER_VERSION=2.338.0
 ARG RUNNER_URL="https://github.com/actions/runner/releases/download"
-ARG RUNNER_SHA256_AMD64=70920811a4f8ad4328818682bca5c6469c1c942fab52448868071d0063816613
+ARG RUNNER_SHA256_AMD64=af4b794c1bc41d73d40535e3fe092a39f9679cd8d965954c2aca25a05ca41d32
 ARG KANIKO_VERSION=v1.23.2
 
 # System packages: the runner's native libraries (explicit, because the
@@ -225,7 +225,7 @@ ENV RUNNER_ALLOW_RUNASROOT=1 \
 LABEL "io.runpod.worker-github-runner.cuda-version"="12.6.3" \
       "io.runpod.worker-github-runner.flavour"="gpu" \
       "io.runpod.worker-github-runner.kaniko-version"="v1.23.2" \
-      "io.runpod.worker-github-runner.runner-version"="2.337.0" \
+      "io.runpod.worker-github-runner.runner-version"="2.338.0" \
       "io.runpod.worker-github-runner.variant"="gpu" \
       "org.opencontainers.image.base.name"="nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04" \
       "org.opencontainers.image.description"="Ephemeral GitHub Actions runner for RunPod serverless (GPU, CUDA 12.6.3)" \

@@ -38,7 +38,7 @@ variable "LATEST" {
 # checksum we hold; `imagegen runner-bump` keeps it current. The seed shipped
 # 2.330.0 (linux-x64 sha256 af5c33fa94f3cc33b8e97937939136a6b04197e6dadfcfb3b6e33ae1bf41e79a).
 variable "RUNNER_VERSION" {
-  default = "2.337.0"
+  default = "2.338.0"
 }
 
 variable "RUNNER_URL" {
@@ -47,10 +47,11 @@ variable "RUNNER_URL" {
 }
 
 variable "RUNNER_SHA256" {
-  description = "Runner tarball checksums per platform. linux/arm64 is opt-in: add its sum to build it."
+  description = "Runner tarball checksums per platform; PLATFORMS chooses which are built."
   type        = map(string)
   default = {
-    "linux/amd64" = "70920811a4f8ad4328818682bca5c6469c1c942fab52448868071d0063816613"
+    "linux/amd64" = "af4b794c1bc41d73d40535e3fe092a39f9679cd8d965954c2aca25a05ca41d32"
+    "linux/arm64" = "628b4a7258487b80c1d3c221095a7ded349f5ae0175fd3dfab708d07428f041b"
   }
 }
 

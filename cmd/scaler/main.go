@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	"github.com/runpod-workers/worker-github_runner/internal/scaler"
+	"github.com/runpod-workers/worker-github_runner/internal/secret"
 )
 
 var version = "dev"
@@ -35,7 +36,7 @@ func run(args []string, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("scaler", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "scaler.hcl", "the configuration file")
-	check := fs.Bool("check", false, "check the configuration and credentials, then exit")
+	check := fs.Bool("check", false, "check the configuration, that credentials are set (not their validity) and the state file, then exit")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -64,20 +65,35 @@ func run(args []string, stderr io.Writer, getenv func(string) string) int {
 		return 1
 	}
 	if *check {
-		fmt.Fprintf(stderr, "scaler: %s: %d scale sets, credentials present\n", *configPath, len(cfg.ScaleSets))
-		return 0
+		return checkOnly(*configPath, cfg, stderr)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	s, err := scaler.New(cfg, sec, log, scaler.Options{})
 	if err != nil {
-		log.Error("cannot start", "error", err)
+		log.Error("cannot start", "error", secret.CapLine(err.Error(), 2000))
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := s.Run(ctx); err != nil {
-		log.Error("scaler failed", "error", err)
+		log.Error("scaler failed", "error", secret.CapLine(err.Error(), 2000))
 		return 1
 	}
+	return 0
+}
+
+// checkOnly reports what --check checked: the configuration, the
+// credentials' presence (not their validity: that needs GitHub and
+// RunPod), and the state file. It prints the configuration's warnings.
+func checkOnly(path string, cfg *scaler.Config, stderr io.Writer) int {
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "scaler: warning: %s\n", w)
+	}
+	if err := scaler.CheckStateFile(cfg.StateFile); err != nil {
+		fmt.Fprintf(stderr, "scaler: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "scaler: %s: configuration valid (%d scale sets); credentials present (not verified against GitHub "+
+		"or RunPod); state file %s readable, its directory writable\n", path, len(cfg.ScaleSets), cfg.StateFile)
 	return 0
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,12 +13,11 @@ import (
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.hcl")
-	os.WriteFile(good, []byte(`github_url = "https://github.com/my-org"
-scale_set "runpod-gpu" {
-  endpoint    = "abc123"
-  max_runners = 3
-}
-`), 0o644)
+	conf := func(stateFile, listen string) string {
+		return fmt.Sprintf("github_url = %q\nstate_file = %q\nlisten = %q\n", "https://github.com/my-org", stateFile, listen) +
+			"scale_set \"runpod-gpu\" {\n  endpoint    = \"abc123\"\n  max_runners = 3\n}\n"
+	}
+	os.WriteFile(good, []byte(conf(filepath.Join(dir, "state.json"), "0.0.0.0:9102")), 0o644)
 	env := map[string]string{"GITHUB_PAT": "ghp_secretsecretsecret", "RUNPOD_API_KEY": "rpa_secretsecret"}
 	getenv := func(k string) string { return env[k] }
 	var out bytes.Buffer
@@ -26,6 +26,17 @@ scale_set "runpod-gpu" {
 	}
 	if strings.Contains(out.String(), "secret") {
 		t.Fatalf("a credential printed: %s", out.String())
+	}
+	for _, want := range []string{"state file", "writable", "not verified", "warning: listen 0.0.0.0:9102 is not loopback"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--check does not say %q: %s", want, out.String())
+		}
+	}
+	unwritable := filepath.Join(dir, "unwritable.hcl")
+	os.WriteFile(unwritable, []byte(conf(filepath.Join(dir, "no-such-dir", "state.json"), "127.0.0.1:9102")), 0o644)
+	out.Reset()
+	if code := run([]string{"--config", unwritable, "--check"}, &out, getenv); code != 1 || !strings.Contains(out.String(), "no-such-dir") {
+		t.Fatalf("unwritable state file: exit %d: %s", code, out.String())
 	}
 	bad := filepath.Join(dir, "bad.hcl")
 	os.WriteFile(bad, []byte("github_url = 1\nscale_set \"x\" {\n  endpoint = \"e\"\n}\n"), 0o644)

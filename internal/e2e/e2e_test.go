@@ -261,7 +261,7 @@ func TestRealMatrixBuildsAndPublishes(t *testing.T) {
 			t.Errorf("%s entrypoint = %v", variant, ep)
 		}
 		labels := cf.Config.Labels
-		if labels["io.runpod.worker-github-runner.runner-version"] != "2.337.0" ||
+		if labels["io.runpod.worker-github-runner.runner-version"] != runnerVersion(t) ||
 			labels["io.runpod.worker-github-runner.kaniko-version"] != "v1.23.2" ||
 			labels["org.opencontainers.image.version"] != "v1.0.0" {
 			t.Errorf("%s labels = %v", variant, labels)

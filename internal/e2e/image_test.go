@@ -25,9 +25,25 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/build/workerbin"
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 const testPAT = "ghp_E2EPAT0123456789abcdefghijklmnopqrstu"
+
+// runnerVersion is the runner release variants.hcl ships, so a runner bump
+// needs no edit here.
+func runnerVersion(t *testing.T) string {
+	t.Helper()
+	src, err := os.ReadFile("../../variants.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := variants.RunnerDefaults("variants.hcl", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
 
 func needRunc(t *testing.T) {
 	t.Helper()
@@ -294,7 +310,7 @@ func checkImageContract(t *testing.T, img v1.Image, variant string) {
 	}
 	l := cf.Config.Labels
 	if l["io.runpod.worker-github-runner.variant"] != variant || l["io.runpod.worker-github-runner.flavour"] != variant ||
-		l["io.runpod.worker-github-runner.runner-version"] != "2.337.0" || l["io.runpod.worker-github-runner.kaniko-version"] != "v1.23.2" {
+		l["io.runpod.worker-github-runner.runner-version"] != runnerVersion(t) || l["io.runpod.worker-github-runner.kaniko-version"] != "v1.23.2" {
 		t.Errorf("%s: labels %v", variant, l)
 	}
 	hdrs, data := topFiles(t, img, []string{"actions-runner/config.sh", "actions-runner/run.sh", "actions-runner/_work",

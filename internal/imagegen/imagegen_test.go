@@ -2,6 +2,7 @@ package imagegen
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 
 	"github.com/runpod-workers/worker-github_runner/internal/golden"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 const realFile = "../../variants.hcl"
@@ -29,6 +31,28 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// realRunner gives the golden placeholders of the runner release in
+// variants.hcl, so `imagegen runner-bump` needs no golden edits.
+func realRunner(t testing.TB) []golden.Placeholder {
+	t.Helper()
+	src, err := os.ReadFile(realFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, platforms, err := variants.RunnerDefaults(realFile, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := json.Marshal(platforms) // every sum the file holds, not only the built ones
+	opts := variants.Options{LookupEnv: func(string) (string, bool) { return "", false }, Vars: []string{"PLATFORMS=" + string(all)}}
+	m, files, diags := variants.LoadFiles([]string{realFile}, opts)
+	if diags.HasErrors() {
+		t.Fatal(variants.FormatDiagnostics(files, diags))
+	}
+	r := m.Variants[0].Runner
+	return golden.Runner(r.Version, r.SHA256)
+}
+
 func run(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
 	code = Main(args, &o, &e)
@@ -42,7 +66,7 @@ func TestPrintGolden(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
-			golden.Check(t, tc.name+".json", []byte(out))
+			golden.Check(t, tc.name+".json", []byte(out), realRunner(t)...)
 		})
 	}
 }

@@ -73,8 +73,9 @@ type Release struct {
 var shaMarkerRE = regexp.MustCompile(`<!--\s*BEGIN SHA linux-([a-z0-9]+)\s*-->\s*([0-9a-f]{64})\s*<!--\s*END SHA linux-[a-z0-9]+\s*-->`)
 
 // FetchRelease reads a release of actions/runner (the latest when version
-// is empty) through client from the API at apiURL, and the sums in its
-// notes for the platforms of the platform table. A non-empty token
+// is empty) through client from the API at apiURL, and the Linux tarballs'
+// sums for the platforms of the platform table: the assets' digests, else
+// the sums in the notes (refused when the two disagree). A non-empty token
 // authenticates the call.
 func FetchRelease(ctx context.Context, client *http.Client, apiURL, token, version string) (*Release, error) {
 	path := "/repos/actions/runner/releases/latest"
@@ -104,20 +105,65 @@ func FetchRelease(ctx context.Context, client *http.Client, apiURL, token, versi
 	if resp.StatusCode != 200 {
 		return nil, fmt.Errorf("read the runner release: HTTP %d", resp.StatusCode)
 	}
-	var rel struct {
-		TagName string `json:"tag_name"`
-		Body    string `json:"body"`
-	}
+	var rel apiRelease
 	if err := json.Unmarshal(b, &rel); err != nil {
 		return nil, fmt.Errorf("read the runner release: %w", err)
 	}
+	return rel.sums()
+}
+
+// apiRelease is the part of GitHub's release object runner-bump reads.
+type apiRelease struct {
+	TagName string `json:"tag_name"`
+	Body    string `json:"body"`
+	Assets  []struct {
+		Name   string `json:"name"`
+		Digest string `json:"digest"`
+	} `json:"assets"`
+}
+
+var sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// sums takes each Linux tarball's SHA-256 from the asset's digest
+// ("sha256:<hex>") where the API gives one, else from the notes, and
+// refuses when both are given and disagree.
+func (rel *apiRelease) sums() (*Release, error) {
 	out := &Release{Version: strings.TrimPrefix(rel.TagName, "v"), SHA256: map[string]string{}}
 	for _, m := range shaMarkerRE.FindAllStringSubmatch(rel.Body, -1) {
 		if p, ok := platform.ByRunnerArch(m[1]); ok {
 			out.SHA256[p.Name] = m[2]
 		}
 	}
+	for _, a := range rel.Assets {
+		p, ok := tarballPlatform(a.Name, out.Version)
+		if !ok || !strings.HasPrefix(a.Digest, "sha256:") {
+			continue
+		}
+		sum := strings.TrimPrefix(a.Digest, "sha256:")
+		if !sha256HexRE.MatchString(sum) {
+			return nil, fmt.Errorf("runner release v%s, asset %s: malformed digest (want sha256:<64 hex>): refusing", out.Version, a.Name)
+		}
+		if notes := out.SHA256[p]; notes != "" && notes != sum {
+			return nil, fmt.Errorf("runner release v%s, asset %s: the release API's digest sha256:%s disagrees with the release notes' %s: refusing (nothing written)", out.Version, a.Name, sum, notes)
+		}
+		out.SHA256[p] = sum
+	}
 	return out, nil
+}
+
+// tarballPlatform is the platform of the runner tarball named name for
+// version (actions-runner-linux-x64-2.338.0.tar.gz: linux/amd64).
+func tarballPlatform(name, version string) (string, bool) {
+	arch, ok := strings.CutPrefix(name, "actions-runner-linux-")
+	if !ok {
+		return "", false
+	}
+	arch, ok = strings.CutSuffix(arch, "-"+version+".tar.gz")
+	if !ok {
+		return "", false
+	}
+	p, ok := platform.ByRunnerArch(arch)
+	return p.Name, ok
 }
 
 func runnerBump(ctx context.Context, w io.Writer, file, version string, bf *bumpFlags) error {

@@ -38,14 +38,16 @@ func TestGoldenDockerfiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden.Check(t, v.Name+".Dockerfile", plan.Dockerfile)
-		golden.Check(t, v.Name+".prepared.Dockerfile", plan.Prepared)
+		ps := golden.Runner(v.Runner.Version, v.Runner.SHA256)
+		golden.Check(t, v.Name+".Dockerfile", plan.Dockerfile, ps...)
+		golden.Check(t, v.Name+".prepared.Dockerfile", plan.Prepared, ps...)
 	}
 	root, err := Root(m.Variants)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden.Check(t, "root.Dockerfile", root)
+	r := m.Variants[0].Runner
+	golden.Check(t, "root.Dockerfile", root, golden.Runner(r.Version, r.SHA256)...)
 }
 
 func TestDeterministic(t *testing.T) {
@@ -79,7 +81,7 @@ func TestDockerfileContract(t *testing.T) {
 		"installdependencies.sh", "COPY --from=kaniko /kaniko/executor /kaniko/executor",
 		"RUNNER_ALLOW_RUNASROOT=1", "useradd", "chown -R runner:runner /actions-runner",
 		`"io.runpod.worker-github-runner.cuda-version"="12.6.3"`,
-		`"io.runpod.worker-github-runner.runner-version"="2.337.0"`,
+		`"io.runpod.worker-github-runner.runner-version"="` + m.Find("gpu").Runner.Version + `"`,
 		`"io.runpod.worker-github-runner.kaniko-version"="v1.23.2"`,
 		// Python as the seed had it, sudo (granting nothing by itself), and a
 		// tool cache the job user owns.

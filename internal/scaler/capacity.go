@@ -32,11 +32,26 @@ type capacity struct {
 	failed bool // the last /health failed (logged once)
 }
 
-// setListener records the listener of the current session (nil: none).
-func (c *capacity) setListener(l *listener.Listener) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lis = l
+// setListener records the listener of the current session (nil: none)
+// and sets the target accordingly: a scale set starts runners only while
+// it holds the session. A standby scaler (GitHub answered 409: another
+// one holds it) starts none, min_runners included, so that two scalers
+// never exceed max_runners together.
+func (s *set) setListener(l *listener.Listener) {
+	s.capa.mu.Lock()
+	s.capa.lis = l
+	s.capa.mu.Unlock()
+	s.mu.Lock()
+	s.target = s.targetLocked()
+	s.mu.Unlock()
+	s.poke()
+}
+
+// listening reports whether the scale set holds its message session.
+func (s *set) listening() bool {
+	s.capa.mu.Lock()
+	defer s.capa.mu.Unlock()
+	return s.capa.lis != nil
 }
 
 // updateCapacity reads the endpoint's /health and applies capacityFrom:
@@ -59,7 +74,7 @@ func (s *set) updateCapacity(ctx context.Context) {
 	case err != nil:
 		s.apiError("runpod", "health")
 		if !failed {
-			s.log.Warn("cannot read the endpoint's /health: the capacity is max_runners until it answers", "error", err)
+			s.log.Warn("cannot read the endpoint's /health: the capacity is max_runners until it answers", errAttr(err))
 		}
 	default:
 		w = h.Workers
@@ -98,8 +113,12 @@ func (s *set) capacityNow() int {
 	return s.capa.n
 }
 
-// targetLocked is min_runners + the jobs assigned, at most the capacity.
-// Call with s.mu held.
+// targetLocked is min_runners + the jobs assigned, at most the capacity;
+// 0 while the scale set does not hold its message session. Call with
+// s.mu held.
 func (s *set) targetLocked() int {
+	if !s.listening() {
+		return 0
+	}
 	return min(s.capacityNow(), s.cfg.MinRunners+s.assigned)
 }

@@ -1,11 +1,14 @@
 package scaler
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,6 +43,9 @@ type Config struct {
 	// FinishGrace is Options.FinishGrace (0: its default).
 	FinishGrace time.Duration
 	ScaleSets   []ScaleSetConfig
+	// Warnings are doubtful settings the scaler runs with (logged at
+	// start, printed by --check).
+	Warnings []string
 }
 
 // ScaleSetConfig is one scale set: its name is the runs-on label.
@@ -66,6 +72,9 @@ type ScaleSetConfig struct {
 
 // DefaultRunPodAPI is RunPod's endpoint API.
 const DefaultRunPodAPI = dispatch.DefaultAPIURL
+
+// DefaultStateFile is state_file's default.
+const DefaultStateFile = "/var/lib/runpod-scaler/state.json"
 
 // DefaultUnfitRetries is ScaleSetConfig.UnfitRetries' default.
 const DefaultUnfitRetries = 2
@@ -145,7 +154,10 @@ func ParseConfig(name string, src []byte) (*Config, error) {
 }
 
 // decoder reads attributes, collecting diagnostics.
-type decoder struct{ diags hcl.Diagnostics }
+type decoder struct {
+	diags    hcl.Diagnostics
+	labelsAt []hcl.Range // each scale set's labels, in order (zero: none)
+}
 
 func (d *decoder) errorf(rng hcl.Range, summary, format string, args ...any) {
 	d.diags = append(d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: rng.Ptr()})
@@ -175,7 +187,7 @@ func (d *decoder) duration(attrs hcl.Attributes, name, where string, lo, hi time
 }
 
 func (d *decoder) root(content *hcl.BodyContent, body hcl.Body) *Config {
-	cfg := &Config{RunPodAPI: DefaultRunPodAPI, StateFile: "scaler-state.json", CheckInterval: 15 * time.Second}
+	cfg := &Config{RunPodAPI: DefaultRunPodAPI, StateFile: DefaultStateFile, CheckInterval: 15 * time.Second}
 	attrs := content.Attributes
 	if rng, ok := d.get(attrs, "github_url", &cfg.GitHubURL); ok {
 		if err := checkGitHubURL(cfg.GitHubURL); err != nil {
@@ -187,8 +199,13 @@ func (d *decoder) root(content *hcl.BodyContent, body hcl.Body) *Config {
 			d.errorf(rng, "Invalid runpod_api_url", "An http(s) URL like %s.", DefaultRunPodAPI)
 		}
 	}
-	d.get(attrs, "state_file", &cfg.StateFile)
-	d.get(attrs, "listen", &cfg.Listen)
+	if rng, ok := d.get(attrs, "state_file", &cfg.StateFile); ok && !filepath.IsAbs(cfg.StateFile) {
+		d.errorf(rng, "Invalid state_file", "An absolute path like %s (default); a relative one would depend on the "+
+			"directory the scaler starts in, and a restart elsewhere would lose its runners.", DefaultStateFile)
+	}
+	if rng, ok := d.get(attrs, "listen", &cfg.Listen); ok {
+		cfg.Warnings = append(cfg.Warnings, d.listen(rng, cfg.Listen)...)
+	}
 	d.duration(attrs, "check_interval", "", 100*time.Millisecond, time.Hour, &cfg.CheckInterval)
 	d.duration(attrs, "session_retry", "", 100*time.Millisecond, time.Hour, &cfg.SessionRetry)
 	d.duration(attrs, "finish_grace", "", time.Second, 24*time.Hour, &cfg.FinishGrace)
@@ -208,7 +225,47 @@ func (d *decoder) root(content *hcl.BodyContent, body hcl.Body) *Config {
 		seen[strings.ToLower(sc.Name)] = true
 		cfg.ScaleSets = append(cfg.ScaleSets, sc)
 	}
+	d.labels(content.Blocks, cfg.ScaleSets, seen)
 	return cfg
+}
+
+// listen checks listen: host:port ("" : not served). A host other than
+// loopback serves /metrics and /healthz (no credentials, but runner
+// names and counts) to the network: a warning.
+func (d *decoder) listen(rng hcl.Range, addr string) []string {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if _, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil {
+		d.errorf(rng, "Invalid listen", "%s is not host:port, like 127.0.0.1:9102 (or :9102 for every interface).", secret.Preview(addr))
+		return nil
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return []string{fmt.Sprintf("listen %s is not loopback: /metrics and /healthz are served to the network "+
+		"without authentication (they show no credential); firewall the port or listen on 127.0.0.1", addr)}
+}
+
+// labels refuses a scale set's label that is another scale set's name,
+// or that it gives twice: a runs-on label must name one scale set.
+func (d *decoder) labels(blocks hcl.Blocks, sets []ScaleSetConfig, names map[string]bool) {
+	for i, sc := range sets {
+		rng := cmp.Or(d.labelsAt[i], blocks[i].DefRange)
+		mine := map[string]bool{}
+		for _, l := range sc.Labels {
+			l = strings.ToLower(l)
+			switch {
+			case names[l]:
+				d.errorf(rng, "Label of another scale set", "Scale set %s: label %q is the name of a scale set "+
+					"(names are labels, case-insensitive).", sc.Name, l)
+			case mine[l]:
+				d.errorf(rng, "Duplicate label", "Scale set %s: label %q is given twice (case-insensitive).", sc.Name, l)
+			}
+			mine[l] = true
+		}
+	}
 }
 
 func (d *decoder) scaleSet(b *hcl.Block) ScaleSetConfig {
@@ -228,7 +285,9 @@ func (d *decoder) scaleSet(b *hcl.Block) ScaleSetConfig {
 	if rng, ok := d.get(attrs, "runner_group", &c.RunnerGroup); ok && !groupRE.MatchString(c.RunnerGroup) {
 		d.errorf(rng, "Invalid runner_group", "%sa runner group name of 1 to 100 printable characters.", where)
 	}
-	if rng, ok := d.get(attrs, "labels", &c.Labels); ok {
+	rng, ok := d.get(attrs, "labels", &c.Labels)
+	d.labelsAt = append(d.labelsAt, rng)
+	if ok {
 		for _, l := range c.Labels {
 			if !nameRE.MatchString(l) {
 				d.errorf(rng, "Invalid label", "%slabel %s: 1 to 45 letters, digits, '.', '_' and '-'.", where, secret.Preview(l))

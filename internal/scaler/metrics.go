@@ -22,8 +22,9 @@ var metricDefs = map[string][2]string{
 	"runpod_scaler_runners_started_total":   {"counter", "Runners started: a JIT config minted and a RunPod job submitted."},
 	"runpod_scaler_jobs_started_total":      {"counter", "JobStarted messages."},
 	"runpod_scaler_jobs_completed_total":    {"counter", "JobCompleted messages, by result."},
-	"runpod_scaler_api_errors_total":        {"counter", "Failed calls, by API (github, runpod) and operation."},
+	"runpod_scaler_api_errors_total":        {"counter", "Failed calls, by API (github, runpod, state: the state file) and operation."},
 	"runpod_scaler_session_conflicts_total": {"counter", "Sessions refused because another scaler holds one (GitHub's 409)."},
+	"runpod_scaler_runner_failures_total":   {"counter", "Runners whose RunPod job failed before they got a job, not on an unfit worker: each holds the scale set's start of runners (backoff)."},
 	"runpod_scaler_unfit_total":             {"counter", "RunPod jobs that failed on an unfit worker before their runner started, by action: resubmitted (same JIT config), removed (unfit retries spent)."},
 }
 

@@ -19,9 +19,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -50,8 +52,15 @@ type Options struct {
 	// one whose RunPod jobs kept failing on unfit workers (default 1
 	// minute): RunPod replaces broken workers meanwhile.
 	UnfitHold time.Duration
-	// GitHubOptions are passed to the scale-set client (retries, TLS).
-	GitHubOptions []scaleset.HTTPOption
+	// CrashBackoff is the first hold after a runner's RunPod job failed
+	// before the runner got a job, for a reason other than an unfit
+	// worker (a broken image, a crashing worker): each further such
+	// failure in a row doubles it, up to MaxCrashBackoff (default 10 s).
+	CrashBackoff time.Duration
+	// GitHubOptions returns options for a scale-set client (retries,
+	// TLS), after the scaler's own; it is called for each client, as a
+	// client changes the retryable HTTP client an option gives it.
+	GitHubOptions func() []scaleset.HTTPOption
 	// RunPodHTTP is the RunPod client (default: 30 s timeout);
 	// RunPodAttempts and RunPodBackoff its retries (defaults 4 and 1 s).
 	RunPodHTTP     *http.Client
@@ -84,6 +93,7 @@ func New(cfg *Config, sec Secrets, log *slog.Logger, opts Options) (*Scaler, err
 	opts.SessionRetry = cmp.Or(opts.SessionRetry, cfg.SessionRetry, 30*time.Second)
 	opts.FinishGrace = cmp.Or(opts.FinishGrace, cfg.FinishGrace, 2*time.Minute)
 	opts.UnfitHold = cmp.Or(opts.UnfitHold, time.Minute)
+	opts.CrashBackoff = cmp.Or(opts.CrashBackoff, 10*time.Second)
 	if opts.RunPodHTTP == nil {
 		opts.RunPodHTTP = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -92,9 +102,24 @@ func New(cfg *Config, sec Secrets, log *slog.Logger, opts Options) (*Scaler, err
 	return &Scaler{cfg: cfg, sec: sec, opts: opts, log: log, m: newMetrics()}, nil
 }
 
-func (s *Scaler) client() (*scaleset.Client, error) {
+// The scale-set clients' bounds. Each scale set has two clients: one for
+// its runner calls (mint, look up, remove) and one for its listener (the
+// session and its long polls, ~50 s), as a client makes one call at a
+// time: one slow scale set, or a long poll, then holds up no other call.
+const (
+	gitHubCallTimeout   = 30 * time.Second
+	gitHubPollTimeout   = 2 * time.Minute
+	gitHubRetryWaitMax  = 10 * time.Second
+	gitHubRetryAttempts = 4
+)
+
+func (s *Scaler) client(timeout time.Duration) (*scaleset.Client, error) {
 	info := scaleset.SystemInfo{System: "worker-github_runner-scaler", Subsystem: "scaler"}
-	opts := append([]scaleset.HTTPOption{scaleset.WithLogger(quiet(s.log))}, s.opts.GitHubOptions...)
+	opts := []scaleset.HTTPOption{scaleset.WithLogger(quiet(s.log)), scaleset.WithTimeout(timeout),
+		scaleset.WithRetryWaitMax(gitHubRetryWaitMax), scaleset.WithRetryMax(gitHubRetryAttempts)}
+	if s.opts.GitHubOptions != nil {
+		opts = append(opts, s.opts.GitHubOptions()...)
+	}
 	if !s.sec.AppPrivateKey.Empty() {
 		return scaleset.NewClientWithGitHubApp(scaleset.ClientWithGitHubAppConfig{
 			GitHubConfigURL: s.cfg.GitHubURL, SystemInfo: info,
@@ -111,15 +136,24 @@ func (s *Scaler) client() (*scaleset.Client, error) {
 // ends; it then closes the message sessions and returns nil. It fails at
 // once when a scale set cannot be set up (credentials, runner group).
 func (s *Scaler) Run(ctx context.Context) error {
+	for _, w := range s.cfg.Warnings {
+		s.log.Warn(w)
+	}
 	state, err := openState(s.cfg.StateFile)
 	if err != nil {
 		return err
 	}
-	c, err := s.client()
-	if err != nil {
-		return fmt.Errorf("GitHub client: %w", err)
-	}
+	defer state.close()
+	var lis []*scaleset.Client // each scale set's listener client
 	for _, sc := range s.cfg.ScaleSets {
+		c, err := s.client(gitHubCallTimeout)
+		if err != nil {
+			return fmt.Errorf("GitHub client: %w", err)
+		}
+		lc, err := s.client(gitHubPollTimeout)
+		if err != nil {
+			return fmt.Errorf("GitHub client: %w", err)
+		}
 		id, err := ensureScaleSet(ctx, c, sc)
 		if err != nil {
 			return fmt.Errorf("scale set %s: %w", sc.Name, err)
@@ -131,6 +165,7 @@ func (s *Scaler) Run(ctx context.Context) error {
 			return fmt.Errorf("scale set %s: %w", sc.Name, err)
 		}
 		s.sets = append(s.sets, st)
+		lis = append(lis, lc)
 		s.log.Info("scale set ready", "scale_set", sc.Name, "id", id, "endpoint", sc.Endpoint, "max_runners", sc.MaxRunners)
 	}
 	addr, stopHTTP, err := s.serveHTTP()
@@ -142,9 +177,9 @@ func (s *Scaler) Run(ctx context.Context) error {
 		s.opts.Ready(addr)
 	}
 	var wg sync.WaitGroup
-	for _, st := range s.sets {
+	for i, st := range s.sets {
 		wg.Go(func() { st.actuate(ctx) })
-		wg.Go(func() { s.listen(ctx, c, st) })
+		wg.Go(func() { s.listen(ctx, lis[i], st) })
 	}
 	wg.Wait()
 	s.log.Info("stopped: sessions closed, runners and their RunPod jobs left running")
@@ -156,7 +191,9 @@ func (s *Scaler) Run(ctx context.Context) error {
 func ensureScaleSet(ctx context.Context, c *scaleset.Client, sc ScaleSetConfig) (int, error) {
 	groupID := 1 // GitHub's Default group
 	if !strings.EqualFold(sc.RunnerGroup, scaleset.DefaultRunnerGroup) {
-		g, err := c.GetRunnerGroupByName(ctx, sc.RunnerGroup)
+		// The library puts the name into the query unescaped: a name
+		// holding &, #, + or % would be cut or changed.
+		g, err := c.GetRunnerGroupByName(ctx, url.QueryEscape(sc.RunnerGroup))
 		if err != nil {
 			return 0, fmt.Errorf("runner group %q: %w", sc.RunnerGroup, err)
 		}
@@ -197,10 +234,10 @@ func (s *Scaler) listen(ctx context.Context, c *scaleset.Client, st *set) {
 			s.m.add("runpod_scaler_session_conflicts_total", 1, "scale_set", st.cfg.Name)
 			st.setStatus("standby: another scaler holds the message session")
 			st.log.Error(fmt.Sprintf("session already exists: another scaler holds this scale set's message session "+
-				"(GitHub answered 409); standing by, asking again in %v", s.opts.SessionRetry), "error", err)
+				"(GitHub answered 409); standing by, asking again in %v", s.opts.SessionRetry), errAttr(err))
 		} else {
 			st.setStatus("error: " + secret.CapLine(err.Error(), 500))
-			st.log.Error(fmt.Sprintf("the listener stopped; starting again in %v", s.opts.SessionRetry), "error", err)
+			st.log.Error(fmt.Sprintf("the listener stopped; starting again in %v", s.opts.SessionRetry), errAttr(err))
 		}
 		select {
 		case <-ctx.Done():
@@ -224,7 +261,7 @@ func (s *Scaler) listenOnce(ctx context.Context, c *scaleset.Client, st *set) er
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := sess.Close(cctx); err != nil {
-			st.log.Error("cannot close the message session (GitHub drops it after a while)", "error", err)
+			st.log.Error("cannot close the message session (GitHub drops it after a while)", errAttr(err))
 			return
 		}
 		st.log.Info("message session closed")
@@ -234,8 +271,8 @@ func (s *Scaler) listenOnce(ctx context.Context, c *scaleset.Client, st *set) er
 	if err != nil {
 		return err
 	}
-	st.capa.setListener(l)
-	defer st.capa.setListener(nil)
+	st.setListener(l)
+	defer st.setListener(nil)
 	return l.Run(ctx, st)
 }
 
@@ -261,14 +298,23 @@ func (s *Scaler) serveHTTP() (string, func(), error) {
 	return ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-// healthz answers 200 with each scale set's state, one a line.
+// healthz answers each scale set's state, one a line: 200 when every
+// scale set holds its message session, 503 when one does not (standing
+// by, or its listener failed).
 func (s *Scaler) healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var b strings.Builder
+	code := http.StatusOK
 	for _, st := range s.sets {
 		st.mu.Lock()
-		fmt.Fprintf(w, "%s: %s (runners: %d, target: %d)\n", st.cfg.Name, st.status, len(st.runners), st.target)
+		fmt.Fprintf(&b, "%s: %s (runners: %d, target: %d)\n", st.cfg.Name, st.status, len(st.runners), st.target)
+		if st.status != "listening" {
+			code = http.StatusServiceUnavailable
+		}
 		st.mu.Unlock()
 	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	io.WriteString(w, b.String())
 }
 
 // quiet is the logger for the library: its info lines (one per poll) are
@@ -290,4 +336,13 @@ func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
 }
 func (f levelFilter) WithGroup(n string) slog.Handler {
 	return levelFilter{f.Handler.WithGroup(n), f.min}
+}
+
+// maxErrorLog bounds an error in a log line: a library's error may carry
+// a whole response body (a proxy's page).
+const maxErrorLog = 2000
+
+// errAttr is an error as a log attribute, capped.
+func errAttr(err error) slog.Attr {
+	return slog.String("error", secret.CapLine(err.Error(), maxErrorLog))
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/actions/scaleset/listener"
+
 	"github.com/runpod-workers/worker-github_runner/internal/dispatch"
 	"github.com/runpod-workers/worker-github_runner/internal/jobapi"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
@@ -36,7 +38,7 @@ func testConfig(t *testing.T, f *scalesettest.Fake, rpURL string, max int) *Conf
 
 func testOptions(owner string) Options {
 	return Options{Owner: owner, SessionRetry: 200 * time.Millisecond, FinishGrace: 2 * time.Second,
-		GitHubOptions: fastGitHub(), RunPodBackoff: 5 * time.Millisecond}
+		GitHubOptions: fastGitHub, RunPodBackoff: 5 * time.Millisecond}
 }
 
 func start(t *testing.T, cfg *Config, opts Options) *running {
@@ -328,6 +330,10 @@ func TestIdleRunnerScaledDown(t *testing.T) {
 
 func TestTarget(t *testing.T) {
 	s := &set{cfg: ScaleSetConfig{MinRunners: 1, MaxRunners: 3}, wake: make(chan struct{}, 1)}
+	if got, _ := s.HandleDesiredRunnerCount(context.Background(), 2); got != 0 {
+		t.Errorf("without the message session: target %d, want 0", got)
+	}
+	s.capa.lis = new(listener.Listener) // holds the session
 	for assigned, want := range map[int]int{0: 1, 1: 2, 2: 3, 5: 3} {
 		if got, _ := s.HandleDesiredRunnerCount(context.Background(), assigned); got != want {
 			t.Errorf("%d assigned: target %d, want %d", assigned, got, want)

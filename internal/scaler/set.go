@@ -44,6 +44,7 @@ type set struct {
 	check       time.Duration // how often a runner's RunPod job is looked at
 	finishGrace time.Duration // how long a worker gets to end after its job completed
 	unfitHold   time.Duration // no runner starts this long after one was given up as unfit
+	backoff     time.Duration // the first hold after a runner's job failed before it got a job
 	exec, ttl   time.Duration // the RunPod jobs' policy
 
 	wake chan struct{}
@@ -53,11 +54,18 @@ type set struct {
 	target   int // targetLocked, as last computed
 	assigned int // statistics.totalAssignedJobs
 	capa     capacity
-	busy     int    // GitHub's count of the scale set's busy runners
-	status   string // for /healthz
+	busy     int       // GitHub's count of the scale set's busy runners
+	regd     int       // GitHub's count of the scale set's registered runners
+	statsAt  time.Time // when busy and regd arrived
+	// dropped: when runners no longer in the list were removed from
+	// GitHub, while the statistics may still count them (foreignLocked).
+	dropped []time.Time
+	status  string // for /healthz
+	saveErr error  // the last save of the state file failed: no runner starts
 	// holdUntil: no runner starts before then (a runner was given up
-	// after its jobs kept failing on unfit workers).
+	// after its jobs kept failing on unfit workers, or crashed).
 	holdUntil time.Time
+	crashes   int // runners in a row whose RunPod job failed before they got a job
 }
 
 func newSet(cfg ScaleSetConfig, id int, gh gitHub, rp *dispatch.Client, st *stateFile, log *slog.Logger, m *metrics, check time.Duration, o Options) (*set, error) {
@@ -66,7 +74,7 @@ func newSet(cfg ScaleSetConfig, id int, gh gitHub, rp *dispatch.Client, st *stat
 		return nil, err
 	}
 	s := &set{cfg: cfg, id: id, gh: gh, rp: rp, state: st, log: log, m: m, check: check, finishGrace: o.FinishGrace,
-		unfitHold: o.UnfitHold, exec: exec, ttl: ttl, wake: make(chan struct{}, 1), status: "starting"}
+		unfitHold: o.UnfitHold, backoff: o.CrashBackoff, exec: exec, ttl: ttl, wake: make(chan struct{}, 1), status: "starting"}
 	for _, r := range st.load(cfg.Name) {
 		r.checked = time.Time{} // look at every runner at once
 		s.runners = append(s.runners, &r)
@@ -105,6 +113,7 @@ func (s *set) HandleJobStarted(_ context.Context, j *scaleset.JobStarted) error 
 	defer s.mu.Unlock()
 	if r := s.find(j.RunnerName); r != nil {
 		r.Busy = true
+		s.crashes = 0
 		s.saveLocked()
 	}
 	s.log.Info("job started", "runner", j.RunnerName, "job", j.JobDisplayName, "request_id", j.RunnerRequestID)
@@ -130,7 +139,7 @@ func (s *set) HandleJobCompleted(_ context.Context, j *scaleset.JobCompleted) er
 func (s *set) RecordStatistics(st *scaleset.RunnerScaleSetStatistic) {
 	if st != nil {
 		s.mu.Lock()
-		s.busy = st.TotalBusyRunners
+		s.busy, s.regd, s.statsAt = st.TotalBusyRunners, st.TotalRegisteredRunners, time.Now()
 		s.mu.Unlock()
 		s.m.set("runpod_scaler_assigned_jobs", float64(st.TotalAssignedJobs), "scale_set", s.cfg.Name)
 		s.m.set("runpod_scaler_running_jobs", float64(st.TotalRunningJobs), "scale_set", s.cfg.Name)
@@ -158,14 +167,25 @@ func (s *set) find(name string) *runner {
 	return nil
 }
 
-func (s *set) saveLocked() {
+// saveLocked writes the scale set's runners to the state file and
+// reports whether it could. While it cannot, no runner starts (scaleUp):
+// a runner the file does not list would be lost at the next restart.
+func (s *set) saveLocked() bool {
 	rs := make([]runner, len(s.runners))
 	for i, r := range s.runners {
 		rs[i] = *r
 	}
-	if err := s.state.save(s.cfg.Name, rs); err != nil {
-		s.log.Error("cannot save the state file: a restart may not find these runners", "error", err)
+	err := s.state.save(s.cfg.Name, rs)
+	switch {
+	case err != nil && s.saveErr == nil:
+		s.apiError("state", "save")
+		s.log.Error("cannot save the state file: no runner starts until it can be saved "+
+			"(a restart would not find runners it does not list)", errAttr(err))
+	case err == nil && s.saveErr != nil:
+		s.log.Info("the state file can be saved again")
 	}
+	s.saveErr = err
+	return err == nil
 }
 
 func (s *set) setStatus(st string) {
@@ -208,24 +228,36 @@ func (s *set) liveLocked() int {
 	return n
 }
 
-// foreignLocked counts busy runners GitHub reports beyond those this
-// scaler knows as busy: runners another scaler started (one that stopped
-// without leaving its state here). They hold RunPod workers too, so they
-// count against max_runners until they finish. Call with s.mu held.
+// foreignLocked counts the runners GitHub reports beyond those this
+// scaler knows: runners another scaler started (one that stopped without
+// leaving its state here), busy or still waiting for a worker in RunPod's
+// queue. They may hold RunPod workers too, so they count against
+// max_runners until GitHub no longer lists them: the larger of the
+// registered and the busy runners GitHub counts beyond ours. A runner
+// of ours removed shortly before the statistics arrived (statsLag) may
+// still be in them: it counts as ours, else it would hold a waiting job's
+// runner back until GitHub's next message. Call with s.mu held.
 func (s *set) foreignLocked() int {
-	ours := 0
+	since := s.statsAt.Add(-statsLag)
+	regd, busy := 0, 0
 	for _, r := range s.runners {
-		if r.Busy && r.Done.IsZero() && !r.Gone {
-			ours++
+		if r.Gone && !r.goneAt.After(since) {
+			continue
+		}
+		regd++
+		if r.Busy && r.Done.IsZero() {
+			busy++
 		}
 	}
-	return max(s.busy-ours, 0)
+	s.dropped = slices.DeleteFunc(s.dropped, func(t time.Time) bool { return !t.After(since) })
+	regd += len(s.dropped)
+	return max(s.regd-regd, s.busy-busy, 0)
 }
 
 func (s *set) scaleUp(ctx context.Context) {
 	s.mu.Lock()
 	need := s.target - s.liveLocked() - s.foreignLocked()
-	if time.Now().Before(s.holdUntil) {
+	if time.Now().Before(s.holdUntil) || s.saveErr != nil && !s.saveLocked() {
 		need = 0
 	}
 	s.mu.Unlock()
@@ -234,7 +266,7 @@ func (s *set) scaleUp(ctx context.Context) {
 			return
 		}
 		if err := s.start(ctx); err != nil {
-			s.log.Error("cannot start a runner; trying again at the next check", "error", err)
+			s.log.Error("cannot start a runner; trying again at the next check", errAttr(err))
 			return
 		}
 	}
@@ -258,7 +290,12 @@ func (s *set) start(ctx context.Context) error {
 	r := &runner{Name: name, ID: jit.Runner.ID, Created: time.Now(), jit: secret.New(jit.EncodedJITConfig)}
 	s.mu.Lock()
 	s.runners = append(s.runners, r)
-	s.saveLocked()
+	if !s.saveLocked() {
+		r.Ended = true // no RunPod job: the checks remove the runner
+		err := s.saveErr
+		s.mu.Unlock()
+		return fmt.Errorf("runner %s not started: %w", name, err)
+	}
 	s.mu.Unlock()
 	if err := s.submit(ctx, r); err != nil {
 		return fmt.Errorf("submit the RunPod job of runner %s: %w", name, err)
@@ -305,7 +342,7 @@ func (s *set) forget(ctx context.Context, name string) {
 		return
 	}
 	if err := s.gh.RemoveRunner(ctx, int64(ref.ID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
-		s.log.Error("cannot remove a runner whose minting failed; GitHub drops it after a while", "runner", name, "error", err)
+		s.log.Error("cannot remove a runner whose minting failed; GitHub drops it after a while", "runner", name, errAttr(err))
 	}
 }
 
@@ -320,7 +357,7 @@ func (s *set) withdraw(ctx context.Context, r *runner) {
 	case errors.Is(err, scaleset.JobStillRunningError):
 		s.log.Warn("runner whose RunPod job seemed lost is running a job: keeping it", "runner", r.Name)
 	default:
-		s.log.Error("cannot remove runner; trying again at the next check", "runner", r.Name, "error", err)
+		s.log.Error("cannot remove runner; trying again at the next check", "runner", r.Name, errAttr(err))
 	}
 }
 
@@ -330,6 +367,9 @@ func (s *set) removeRunner(ctx context.Context, r *runner) error {
 	err := s.gh.RemoveRunner(ctx, int64(r.ID))
 	if err == nil || errors.Is(err, scaleset.RunnerNotFoundError) {
 		s.mu.Lock()
+		if !r.Gone {
+			r.goneAt = time.Now()
+		}
 		r.Gone = true
 		s.mu.Unlock()
 		return nil
@@ -364,7 +404,12 @@ func (s *set) checkRunners(ctx context.Context) {
 	}
 	s.mu.Lock()
 	n := len(s.runners)
-	s.runners = slices.DeleteFunc(s.runners, func(r *runner) bool { return r.Ended && r.Gone })
+	s.runners = slices.DeleteFunc(s.runners, func(r *runner) bool {
+		if r.Ended && r.Gone && !r.goneAt.IsZero() && len(s.dropped) < maxRunnersCap {
+			s.dropped = append(s.dropped, r.goneAt)
+		}
+		return r.Ended && r.Gone
+	})
 	if len(s.runners) != n {
 		s.saveLocked()
 	}
@@ -403,6 +448,10 @@ func (s *set) checkOne(ctx context.Context, r *runner, excess bool) bool {
 	case idle && excess && !v.Ended:
 		s.log.Info("scaling down an idle runner", "runner", v.Name, "idle_for", now.Sub(v.Created).Round(time.Second))
 		if err := s.removeRunner(ctx, r); err == nil {
+			s.mu.Lock()
+			r.Cancel = true
+			s.saveLocked()
+			s.mu.Unlock()
 			s.cancel(ctx, r)
 			return true
 		}
@@ -420,11 +469,11 @@ func (s *set) checkJob(ctx context.Context, r *runner, v runner) {
 	s.mu.Unlock()
 	var st jobapi.Status
 	switch {
-	case dispatch.NotFound(err):
+	case dispatch.NotFound(err) && s.endpointAnswers(ctx, v):
 		st = "GONE"
 	case err != nil:
 		s.apiError("runpod", "status")
-		s.log.Warn("cannot ask RunPod about a runner's job", "runner", v.Name, "runpod_job", v.Job, "error", err)
+		s.log.Warn("cannot ask RunPod about a runner's job", "runner", v.Name, "runpod_job", v.Job, errAttr(err))
 		return
 	default:
 		st = j.Status
@@ -440,16 +489,34 @@ func (s *set) checkJob(ctx context.Context, r *runner, v runner) {
 	ended := st == "GONE" || st.Terminal()
 	if ended && !r.Ended {
 		r.Ended = true
+		if st == jobapi.Failed && !v.Busy && v.Done.IsZero() && !v.Cancel {
+			s.crashedLocked(v, j)
+		}
 		if r.Done.IsZero() {
 			r.Done = time.Now()
 		}
 		s.saveLocked()
 	}
 	s.mu.Unlock()
-	if !ended && !v.Done.IsZero() && time.Since(v.Done) > s.finishGrace {
+	if !ended && v.Cancel {
+		s.log.Info("cancelling the RunPod job of a scaled-down runner again", "runner", v.Name, "runpod_job", v.Job)
+		s.cancel(ctx, r)
+	} else if !ended && !v.Done.IsZero() && time.Since(v.Done) > s.finishGrace {
 		s.log.Warn("the worker did not end its RunPod job after the runner's job completed: cancelling it", "runner", v.Name, "runpod_job", v.Job)
 		s.cancel(ctx, r)
 	}
+}
+
+// endpointAnswers tells a job RunPod forgot from an endpoint that does
+// not exist (or a wrong endpoint id): both answer 404, so the endpoint's
+// /health must answer before the job counts as gone.
+func (s *set) endpointAnswers(ctx context.Context, v runner) bool {
+	if _, err := s.rp.Health(ctx); err != nil {
+		s.log.Error("RunPod does not know a runner's job, and the endpoint's /health fails too: keeping the runner "+
+			"(check the endpoint id)", "runner", v.Name, "runpod_job", v.Job, errAttr(err))
+		return false
+	}
+	return true
 }
 
 // unfit handles a runner's RunPod job that failed on an unfit worker
@@ -472,7 +539,7 @@ func (s *set) unfit(ctx context.Context, r *runner, j *dispatch.Job, rep *jobapi
 		s.log.Warn(fmt.Sprintf("the runner's RunPod job failed on an unfit worker before the runner started; "+
 			"submitting the same job again (unfit retry %d of %d)", n, s.cfg.UnfitRetries), attrs...)
 		if err := s.submit(ctx, r); err != nil {
-			s.log.Error("cannot submit the runner's job again: removing the runner", "runner", name, "error", err)
+			s.log.Error("cannot submit the runner's job again: removing the runner", "runner", name, errAttr(err))
 			return
 		}
 		s.log.Info("runner's job submitted again", "runner", name, "runpod_job", r.Job)
@@ -511,7 +578,7 @@ func (s *set) cancel(ctx context.Context, r *runner) {
 	if id != "" {
 		if _, err := s.rp.Stop(ctx, id); err != nil {
 			s.apiError("runpod", "cancel")
-			s.log.Error("cannot cancel RunPod job; trying again at the next check", "runpod_job", id, "error", err)
+			s.log.Error("cannot cancel RunPod job; trying again at the next check", "runpod_job", id, errAttr(err))
 			return
 		}
 	}
@@ -560,4 +627,36 @@ func (s *set) snapshot() []runner {
 		out[i] = *r
 	}
 	return out
+}
+
+// statsLag is how long before GitHub's statistics arrive a runner's
+// removal may not be in them yet.
+const statsLag = 10 * time.Second
+
+// MaxCrashBackoff bounds the hold after runners' jobs kept failing.
+const MaxCrashBackoff = 5 * time.Minute
+
+// crashedLocked records a runner whose RunPod job failed before the
+// runner got a job, for a reason other than an unfit worker (a broken
+// image, a worker that crashes at start): no runner starts for the
+// backoff, doubled for each such runner in a row, up to MaxCrashBackoff;
+// a runner that gets a job ends the streak. Call with s.mu held.
+func (s *set) crashedLocked(v runner, j *dispatch.Job) {
+	s.crashes++
+	hold := MaxCrashBackoff
+	if s.crashes <= 16 {
+		hold = min(s.backoff<<(s.crashes-1), MaxCrashBackoff)
+	}
+	s.holdUntil = maxTime(s.holdUntil, time.Now().Add(hold))
+	s.m.add("runpod_scaler_runner_failures_total", 1, "scale_set", s.cfg.Name)
+	s.log.Warn(fmt.Sprintf("a runner's RunPod job failed before the runner got a job: backing off, no runner starts for %v", hold),
+		"runner", v.Name, "runpod_job", v.Job, "failures_in_a_row", s.crashes, "error", jobapi.OneLine(j.Error, 300),
+		"hint", "check the endpoint's worker logs (image, start command, environment)")
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

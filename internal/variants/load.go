@@ -357,18 +357,24 @@ func (ev *evaluator) kanikoBlock(blocks hcl.Blocks) hcl.Diagnostics {
 	if b == nil {
 		return diags
 	}
-	c, d := b.Body.Content(kanikoSchema)
-	diags = append(diags, d...)
 	ev.kanPos = map[string]hcl.Range{}
-	if a, ok := c.Attributes["version"]; ok {
-		ev.kaniko.Version, _, d = evalString(a.Expr, ev.global, "kaniko.version")
-		ev.kanPos["version"] = a.Expr.Range()
-		diags = append(diags, d...)
-	}
-	if a, ok := c.Attributes["image"]; ok {
-		ev.kaniko.Image, _, d = evalString(a.Expr, ev.global, "kaniko.image")
-		ev.kanPos["image"] = a.Expr.Range()
-		diags = append(diags, d...)
+	return append(diags, ev.toolAttrs(b, "kaniko", kanikoSchema, &ev.kaniko.Version, &ev.kaniko.Image, ev.kanPos)...)
+}
+
+// toolAttrs reads a tool block's version and image (kaniko, golang),
+// noting where each was set.
+func (ev *evaluator) toolAttrs(b *hcl.Block, name string, schema *hcl.BodySchema, version, image *string, pos map[string]hcl.Range) hcl.Diagnostics {
+	c, diags := b.Body.Content(schema)
+	for _, f := range []struct {
+		attr string
+		dst  *string
+	}{{"version", version}, {"image", image}} {
+		attr, dst := f.attr, f.dst
+		if a, ok := c.Attributes[attr]; ok {
+			v, _, d := evalString(a.Expr, ev.global, name+"."+attr)
+			*dst, pos[attr] = v, a.Expr.Range()
+			diags = append(diags, d...)
+		}
 	}
 	return diags
 }
@@ -384,19 +390,7 @@ func (ev *evaluator) golangBlock(blocks hcl.Blocks) hcl.Diagnostics {
 	if b == nil {
 		return diags
 	}
-	c, d := b.Body.Content(golangSchema)
-	diags = append(diags, d...)
-	if a, ok := c.Attributes["version"]; ok {
-		ev.golang.Version, _, d = evalString(a.Expr, ev.global, "golang.version")
-		ev.goPos["version"] = a.Expr.Range()
-		diags = append(diags, d...)
-	}
-	if a, ok := c.Attributes["image"]; ok {
-		ev.golang.Image, _, d = evalString(a.Expr, ev.global, "golang.image")
-		ev.goPos["image"] = a.Expr.Range()
-		diags = append(diags, d...)
-	}
-	return diags
+	return append(diags, ev.toolAttrs(b, "golang", golangSchema, &ev.golang.Version, &ev.golang.Image, ev.goPos)...)
 }
 
 func (ev *evaluator) declareVariants(blocks hcl.Blocks) hcl.Diagnostics {

@@ -225,45 +225,38 @@ func (ev *evaluator) validateRunner() hcl.Diagnostics {
 }
 
 func validateKaniko(k Kaniko, pos map[string]hcl.Range) hcl.Diagnostics {
-	var diags hcl.Diagnostics
-	if !kanikoVerRE.MatchString(k.Version) {
-		r := pos["version"]
-		diags = append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Malformed Kaniko version",
-			Detail:   fmt.Sprintf("kaniko.version %s must look like v1.23.2.", short(k.Version)),
-			Subject:  r.Ptr(),
-		})
-	}
-	if why := imageref.Check(k.Image, imageref.Image); why != "" {
-		r := pos["image"]
-		diags = append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Invalid Kaniko image",
-			Detail:   fmt.Sprintf("kaniko.image %s is not a valid image reference: %s.", short(k.Image), why),
-			Subject:  r.Ptr(),
-		})
-	}
-	return diags
+	return validateTool(toolBlock{"kaniko", "Kaniko", k.Version, kanikoVerRE, "v1.23.2", k.Image}, pos)
 }
 
 func validateGolang(g Golang, pos map[string]hcl.Range) hcl.Diagnostics {
+	return validateTool(toolBlock{"golang", "Go", g.Version, goVerRE, "1.26.8", g.Image}, pos)
+}
+
+// toolBlock is a block naming a tool's version and image (kaniko,
+// golang).
+type toolBlock struct {
+	block, tool, version string
+	versionRE            *regexp.Regexp
+	example, image       string
+}
+
+func validateTool(b toolBlock, pos map[string]hcl.Range) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	if !goVerRE.MatchString(g.Version) {
+	if !b.versionRE.MatchString(b.version) {
 		r := pos["version"]
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
-			Summary:  "Malformed Go version",
-			Detail:   fmt.Sprintf("golang.version %s must look like 1.26.8.", short(g.Version)),
+			Summary:  "Malformed " + b.tool + " version",
+			Detail:   fmt.Sprintf("%s.version %s must look like %s.", b.block, short(b.version), b.example),
 			Subject:  r.Ptr(),
 		})
 	}
-	if why := imageref.Check(g.Image, imageref.Image); why != "" {
+	if why := imageref.Check(b.image, imageref.Image); why != "" {
 		r := pos["image"]
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
-			Summary:  "Invalid Go image",
-			Detail:   fmt.Sprintf("golang.image %s is not a valid image reference: %s.", short(g.Image), why),
+			Summary:  "Invalid " + b.tool + " image",
+			Detail:   fmt.Sprintf("%s.image %s is not a valid image reference: %s.", b.block, short(b.image), why),
 			Subject:  r.Ptr(),
 		})
 	}

@@ -4,7 +4,7 @@
 // product.
 //
 //	devenv push-tar --tar ROOTFS.tar --ref 127.0.0.1:5000/library/ubuntu:24.04 [--ref ...] [--env K=V ...]
-//	devenv fake-runner --dir MIRROR --version 2.337.0        (prints the tarball's sha256)
+//	devenv fake-runner --dir MIRROR --version 2.338.0        (prints the tarball's sha256)
 //	devenv serve --dir MIRROR --addr 127.0.0.1:8081
 package main
 

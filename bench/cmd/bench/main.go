@@ -30,6 +30,7 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
 	"github.com/runpod-workers/worker-github_runner/internal/platform"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 var (
@@ -89,6 +90,20 @@ func main() {
 		fail("%v", err)
 	}
 	fmt.Println("wrote", *out)
+}
+
+// runnerVersion is the runner release of variants.hcl, the one devenv's
+// mirror serves.
+func runnerVersion(root string) string {
+	src, err := os.ReadFile(filepath.Join(root, "variants.hcl"))
+	if err != nil {
+		fail("%v", err)
+	}
+	v, _, err := variants.RunnerDefaults("variants.hcl", src)
+	if err != nil {
+		fail("%v", err)
+	}
+	return v
 }
 
 func fail(f string, a ...any) {
@@ -442,7 +457,7 @@ FROM gcr.io/kaniko-project/executor:v1.23.2 AS kaniko
 FROM ubuntu:24.04
 ARG RUNNER_URL
 ARG RUNNER_SHA256
-ARG RUNNER_VERSION=2.337.0
+ARG RUNNER_VERSION
 RUN set -eu; export DEBIAN_FRONTEND=noninteractive; apt-get update; \
     apt-get install -y --no-install-recommends ca-certificates curl git jq unzip zstd sudo \
       libicu72 libkrb5-3 liblttng-ust1 libssl3 zlib1g \
@@ -494,6 +509,7 @@ func sizeBench() {
 	json.Unmarshal([]byte(env["RUNNER_SHA256"]), &sums)
 	buildctl("build", "--frontend", "dockerfile.v0", "--local", "context="+seedDir, "--local", "dockerfile="+seedDir, "--progress", "quiet",
 		"--opt", "build-arg:RUNNER_URL="+env["RUNNER_URL"], "--opt", "build-arg:RUNNER_SHA256="+sums[benchPlatform().Name],
+		"--opt", "build-arg:RUNNER_VERSION="+runnerVersion(root),
 		"--output", "type=image,name="+reg+"/seed:cpu,push=true,registry.insecure=true")
 	baseC, baseU := imageSizes(env["WGR_REGISTRY"] + "/library/ubuntu:24.04")
 	results.WriteString("## 4. Image size\n\nCompressed (as pushed) and uncompressed, MB (10^6 bytes); \"added\" is what the image adds to its base. The GPU image's base here is the same stand-in as the CPU image's, so the two differ only by labels and environment. The seed's design: `bench/seed/` (the seed's Python handler on the same base, with python3, pip and the SDK's dependencies from Debian's packages, since PyPI is unreachable here).\n\n| image | compressed | uncompressed | added compressed | added uncompressed |\n|---|---|---|---|---|\n")

@@ -1,0 +1,6 @@
+//go:build race
+
+package imagegen
+
+// raceFlag makes a nested go test build as this one does, sharing its cache.
+var raceFlag = []string{"-race"}
