@@ -106,6 +106,13 @@ variable "GO_IMAGE" {
   default     = "golang:${GO_VERSION}"
 }
 
+# The autoscaler's image (cmd/scaler, README.md "Autoscaling"): a static
+# binary on a distroless base running as its nonroot user (65532).
+variable "SCALER_BASE" {
+  description = "The scaler image's base: distroless static, or scratch."
+  default     = "gcr.io/distroless/static-debian12:nonroot"
+}
+
 runner {
   version = RUNNER_VERSION
   url     = RUNNER_URL
@@ -148,4 +155,17 @@ variant "cpu" {
   flavour  = "cpu"
   base     = "ubuntu:24.04"
   tags     = ["${RELEASE}-cpu", LATEST ? "latest-cpu" : null]
+}
+
+# The scaler: no runner, no Kaniko, no CUDA, no packages (flavour "scaler").
+variant "scaler" {
+  flavour   = "scaler"
+  base      = SCALER_BASE
+  image     = "${REGISTRY}/${REPOSITORY}"
+  platforms = PLATFORMS
+  tags      = ["${RELEASE}-scaler", LATEST ? "latest-scaler" : null]
+  labels = {
+    "org.opencontainers.image.source"  = "https://github.com/runpod-workers/worker-github_runner"
+    "org.opencontainers.image.version" = RELEASE
+  }
 }

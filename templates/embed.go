@@ -1,5 +1,5 @@
-// Package templates holds the Dockerfile template imagegen renders every
-// variant from, embedded so the binary needs no files beside it.
+// Package templates holds the Dockerfile templates imagegen renders the
+// variants from, embedded so the binary needs no files beside it.
 package templates
 
 import _ "embed"
@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed Dockerfile.tmpl
 var Dockerfile string
+
+// Scaler is the template of a scaler variant (flavour "scaler"): the
+// autoscaler on a distroless base, parsed with Dockerfile's parts.
+//
+//go:embed scaler.Dockerfile.tmpl
+var Scaler string

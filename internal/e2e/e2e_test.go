@@ -306,6 +306,8 @@ func TestRealMatrixBuildsAndPublishes(t *testing.T) {
 		}
 	}
 
+	checkScalerImage(t, repo, cold.meta["scaler"], []string{"v1.0.0-scaler", "latest-scaler"}, ver1)
+
 	// Nothing changed: everything cached, the whole matrix in under 3 s.
 	warm := build(t, 5*time.Minute, env, "--worker-version", ver1)
 	if warm.code != 0 {
@@ -324,9 +326,10 @@ func TestRealMatrixBuildsAndPublishes(t *testing.T) {
 		}
 	}
 
-	// Only the worker changed: only the last layer is rebuilt.
+	// Only the worker (and the scaler, stamped with the same version)
+	// changed: only the last layer is rebuilt.
 	before := map[string][]v1.Layer{}
-	for _, v := range []string{"gpu", "cpu"} {
+	for _, v := range []string{"gpu", "cpu", "scaler"} {
 		before[v], _ = image(t, repo+":v1.0.0-"+v).Layers()
 	}
 	wchange := build(t, 5*time.Minute, env, "--worker-version", ver2)
@@ -334,7 +337,7 @@ func TestRealMatrixBuildsAndPublishes(t *testing.T) {
 		t.Fatalf("worker-only rebuild failed:\n%s", tail(wchange.stderr, 40))
 	}
 	t.Logf("worker-only rebuild: %.2fs", wchange.duration.Seconds())
-	for _, v := range []string{"gpu", "cpu"} {
+	for _, v := range []string{"gpu", "cpu", "scaler"} {
 		m := wchange.meta[v]
 		if m.CachedSteps != m.Steps-1 {
 			t.Errorf("%s: %d of %d steps cached after a worker-only change, want all but one", v, m.CachedSteps, m.Steps)
@@ -380,7 +383,7 @@ func TestFailedVariantMovesNoTag(t *testing.T) {
 	if !strings.Contains(one.stdout, "cpu") || !strings.Contains(one.stdout, "FAILED") {
 		t.Errorf("summary should show cpu built and gpu FAILED:\n%s", one.stdout)
 	}
-	for _, tag := range []string{"v9.9.9-cpu", "latest-cpu", "v9.9.9-gpu", "latest-gpu", "dev-cpu", "dev-gpu"} {
+	for _, tag := range []string{"v9.9.9-cpu", "latest-cpu", "v9.9.9-gpu", "latest-gpu", "dev-cpu", "dev-gpu", "v9.9.9-scaler", "dev-scaler"} {
 		if d, err := resolve(t, repo+":"+tag); err == nil {
 			t.Errorf("tag %s exists (%s) after a failed matrix", tag, d)
 		}

@@ -382,7 +382,8 @@ func topFiles(t *testing.T, img v1.Image, paths []string) (map[string]*tar.Heade
 // (BUILD_TYPE=cpu) and dockerfiles/gpu.Dockerfile build through buildctl
 // from the repository root, compiling the worker in their own stage with
 // the Go stand-in and the Go module proxy, and the images keep the same
-// promises as imagegen's: contract, and (CPU) a job run with runc. Then, in the
+// promises as imagegen's: contract, and (CPU) a job run with runc; the
+// scaler's compiles cmd/scaler the same way and keeps the scaler's. Then, in the
 // CPU image (last: Kaniko replaces its file system), the seed's two Kaniko
 // snippets run verbatim: registry credentials written to
 // /kaniko/.docker/config.json, then `kaniko --dockerfile=./Dockerfile
@@ -395,10 +396,15 @@ func TestDockerfilesBuildWithBuildctlAlone(t *testing.T) {
 		variant, dfDir, file string
 		opts                 []string
 	}{
+		{"scaler", filepath.Join(dir, "dockerfiles"), "scaler.Dockerfile", nil},
 		{"gpu", filepath.Join(dir, "dockerfiles"), "gpu.Dockerfile", nil},
 		{"cpu", dir, "Dockerfile", []string{"build-arg:BUILD_TYPE=cpu"}},
 	} {
 		_, img := buildctlImage(t, c.dfDir, c.file, c.opts...)
+		if c.variant == "scaler" {
+			checkScalerContract(t, img, "dev") // its own stage compiled cmd/scaler
+			continue
+		}
 		checkImageContract(t, img, c.variant)
 		if c.variant != "cpu" {
 			continue // the GPU worker refuses a host without a GPU
@@ -508,4 +514,99 @@ func TestImageJobUserPythonAndSudo(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+}
+
+// checkScalerImage checks the scaler variant of a matrix build: its tags
+// point at the digest the metadata reports, and checkScalerContract.
+func checkScalerImage(t *testing.T, repo string, meta variantMeta, tags []string, version string) {
+	t.Helper()
+	if meta.Digest == "" {
+		t.Fatal("metadata lacks the scaler variant")
+	}
+	for _, tag := range tags {
+		if d, err := resolve(t, repo+":"+tag); err != nil || d != meta.Digest {
+			t.Errorf("%s:%s -> %s (%v), metadata says %s", repo, tag, d, err, meta.Digest)
+		}
+	}
+	checkScalerContract(t, image(t, repo+":"+tags[0]), version)
+}
+
+// checkScalerContract checks a scaler image: the static scaler on the
+// distroless stand-in as its nonroot user, with no runner, Kaniko or
+// worker, and (with runc) that it runs there.
+func checkScalerContract(t *testing.T, img v1.Image, version string) {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep := cf.Config.Entrypoint; len(ep) != 1 || ep[0] != "/usr/local/bin/scaler" || cf.Config.User != "65532:65532" {
+		t.Errorf("scaler: entrypoint %v, user %q", ep, cf.Config.User)
+	}
+	l := cf.Config.Labels
+	if l["io.runpod.worker-github-runner.flavour"] != "scaler" || l["io.runpod.worker-github-runner.runner-version"] != "" ||
+		l["org.opencontainers.image.base.name"] != "gcr.io/distroless/static-debian12:nonroot" {
+		t.Errorf("scaler: labels %v", l)
+	}
+	hdrs, data := topFiles(t, img, []string{"usr/local/bin/scaler", "actions-runner/run.sh", "kaniko/executor", "usr/local/bin/worker"})
+	for _, p := range []string{"actions-runner/run.sh", "kaniko/executor", "usr/local/bin/worker"} {
+		if hdrs[p] != nil {
+			t.Errorf("scaler: image has /%s", p)
+		}
+	}
+	f, err := elf.NewFile(bytes.NewReader(data["usr/local/bin/scaler"]))
+	if err != nil {
+		t.Fatalf("scaler: not ELF: %v", err)
+	}
+	if err := workerbin.CheckELF(f, "usr/local/bin/scaler", "linux/amd64"); err != nil {
+		t.Errorf("scaler: %v", err)
+	}
+	if hasRunc() {
+		scalerRuns(t, img, version)
+	}
+}
+
+// scalerRuns runs the scaler image's binary in runc as uid 65532: its
+// version, then --check of a configuration mounted read-only beside a
+// state folder it owns (the default state_file path).
+func scalerRuns(t *testing.T, img v1.Image, version string) {
+	t.Helper()
+	rootfs := newBundle(t, img)
+	env := append(imageEnv(t, img), "RUNPOD_API_KEY=rp-e2e-key", "GITHUB_PAT=ghp-e2e-token")
+	c := container{rootfs: rootfs, env: env, uid: 65532, gid: 65532, args: []string{"/usr/local/bin/scaler", "--version"}}
+	if out, code := c.run(t, time.Minute); code != 0 || strings.TrimSpace(out) != "scaler "+version {
+		t.Errorf("scaler --version: exit %d, %q", code, out)
+	}
+	size := int64(0)
+	if layers, err := img.Layers(); err == nil {
+		for _, l := range layers {
+			n, _ := l.Size()
+			size += n
+		}
+	}
+	t.Logf("scaler image: %d layers compressed %.1f MB; --version as uid 65532 in runc: ok", len(configOf(t, img).RootFS.DiffIDs), float64(size)/1e6)
+	conf, state := t.TempDir(), t.TempDir()
+	cfg := "github_url = \"https://github.com/my-org\"\n\nscale_set \"runpod-cpu\" {\n  endpoint    = \"def456\"\n  max_runners = 2\n}\n"
+	if err := os.WriteFile(filepath.Join(conf, "scaler.hcl"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(conf, 0o755)
+	if err := os.Chown(state, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+	c.args = []string{"/usr/local/bin/scaler", "--check", "--config", "/etc/runpod-scaler/scaler.hcl"}
+	out, code := c.runWithMounts(t, time.Minute, map[string]string{"/etc/runpod-scaler": conf, "/var/lib/runpod-scaler": state})
+	if code != 0 || !strings.Contains(out, "configuration valid (1 scale sets)") || strings.Contains(out, "e2e-key") || strings.Contains(out, "e2e-token") {
+		t.Errorf("scaler --check: exit %d\n%s", code, out)
+	}
+	t.Logf("scaler --check as uid 65532 in runc: %s", strings.TrimSpace(out))
+}
+
+func configOf(t *testing.T, img v1.Image) *v1.ConfigFile {
+	t.Helper()
+	c, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

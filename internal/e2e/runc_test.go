@@ -169,6 +169,8 @@ type container struct {
 	env    []string
 	caps   []string
 	cwd    string
+	// uid and gid the process runs as (root when zero).
+	uid, gid int
 }
 
 // run starts the container with runc: its own pid, mount, ipc and uts
@@ -194,7 +196,7 @@ func (c container) runWithMounts(t *testing.T, timeout time.Duration, binds map[
 	spec := map[string]any{
 		"ociVersion": "1.0.2",
 		"process": map[string]any{
-			"terminal": false, "user": map[string]any{"uid": 0, "gid": 0},
+			"terminal": false, "user": map[string]any{"uid": c.uid, "gid": c.gid},
 			"args": c.args, "env": c.env, "cwd": c.cwd,
 			"capabilities": map[string]any{"bounding": c.caps, "effective": c.caps, "permitted": c.caps},
 			"rlimits":      []map[string]any{{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}},

@@ -44,7 +44,11 @@ func (f *fakeBackend) add(n int, r *build.Request) {
 func (f *fakeBackend) Build(_ context.Context, r *build.Request) (*build.Result, error) {
 	f.add(1, r)
 	defer f.add(-1, nil)
-	if _, err := os.Stat(filepath.Join(r.ContextDir, "worker-linux-amd64")); err != nil {
+	bin := "worker-linux-amd64"
+	if r.Variant.IsScaler() {
+		bin = render.ScalerBinary("linux/amd64")
+	}
+	if _, err := os.Stat(filepath.Join(r.ContextDir, bin)); err != nil {
 		return nil, err
 	}
 	return &build.Result{Digest: "sha256:" + strings.Repeat("a", 64)}, nil

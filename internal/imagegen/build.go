@@ -116,7 +116,7 @@ func (bf *buildFlags) register(cmd *cobra.Command) {
 	f.StringVar(&bf.runnerNetrc, "runner-netrc", "", "netrc file for a runner mirror that needs credentials, passed as the BuildKit secret "+runnerNetrcSecret+" (BuildKit only)")
 	f.BoolVar(&bf.dryRun, "dry-run", false, "show what would be built, with which tags, and do nothing")
 	f.StringArrayVar(&bf.workerBins, "worker-bin", nil, "prebuilt worker binary, PLATFORM=PATH or PATH (platform from its ELF header); default: compile cmd/worker")
-	f.StringVar(&bf.workerVersion, "worker-version", "", "version stamped into the worker (default: git describe, else dev)")
+	f.StringVar(&bf.workerVersion, "worker-version", "", "version stamped into the worker and the scaler (default: git describe, else dev)")
 	f.StringVar(&bf.builder, "builder", "buildkit", "buildkit, or kaniko (inside a container with no Docker daemon, one variant at a time)")
 	f.StringVar(&bf.kanikoExec, "kaniko-executor", kaniko.DefaultExecutor, "with --builder kaniko: the executor")
 	f.StringArrayVar(&bf.kanikoArgs, "kaniko-arg", nil, "with --builder kaniko: pass an argument to the executor, e.g. --kaniko-arg=--registry-map=index.docker.io=mirror.example; repeatable")
@@ -146,6 +146,7 @@ func runBuild(cmd *cobra.Command, mf *matrixFlags, bf *buildFlags, args []string
 type buildPlan struct {
 	reqs      []*build.Request
 	platforms []string          // the platforms the worker is needed for
+	scalers   []string          // the platforms the scaler is needed for
 	bins      map[string]string // --worker-bin by platform; nil: compile
 }
 
@@ -170,7 +171,7 @@ func (bf *buildFlags) plan(stderr io.Writer, mf *matrixFlags, args []string) (*b
 		}
 	}
 	p := &buildPlan{}
-	if p.reqs, p.platforms, err = bf.requests(vs, cache); err != nil {
+	if p.reqs, p.platforms, p.scalers, err = bf.requests(vs, cache); err != nil {
 		return nil, &ExitError{Code: ExitFailure, Err: err}
 	}
 	if p.bins, err = checkWorkerBins(bf.workerBins, p.platforms); err != nil {
@@ -269,43 +270,52 @@ func ordinal(n int) string {
 }
 
 // requests renders every variant and expands its caches; it also returns
-// the platforms the worker is needed for.
-func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) ([]*build.Request, []string, error) {
+// the platforms the worker and the scaler are needed for.
+func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) (reqs []*build.Request, workers, scalers []string, err error) {
 	secrets, err := bf.secrets()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	reqs := make([]*build.Request, 0, len(vs))
-	platforms := map[string]bool{}
+	reqs = make([]*build.Request, 0, len(vs))
+	platforms := map[bool]map[string]bool{false: {}, true: {}}
 	namedContexts := bf.backend(io.Discard).Capabilities().NamedContexts
 	for _, v := range vs {
 		plan, err := render.Variant(v)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, p := range v.Platforms {
-			platforms[p] = true
+			platforms[v.IsScaler()][p] = true
 		}
-		// Either way the worker comes from prepareWorker: as the named
-		// context that replaces the worker stage, or from the build context
-		// of the prepared Dockerfile.
+		// Either way the worker (or scaler) comes from prepareWorker: as
+		// the named context that replaces its stage, or from the build
+		// context of the prepared Dockerfile.
 		req := &build.Request{Variant: v, Dockerfile: plan.Prepared, Secrets: secrets}
 		if namedContexts {
 			req.Dockerfile = plan.Dockerfile
-			req.NamedContexts = map[string]string{render.WorkerStage: "", render.WorkerBuildStage: ""}
+			req.NamedContexts = binaryStages(v)
 		}
 		if req.Output, err = bf.output(v.Name); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if req.Cache.From, err = expandCache("cache-from", cache.from, v); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if req.Cache.To, err = expandCache("cache-to", cache.to, v); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		reqs = append(reqs, req)
 	}
-	return reqs, slices.Sorted(maps.Keys(platforms)), nil
+	return reqs, slices.Sorted(maps.Keys(platforms[false])), slices.Sorted(maps.Keys(platforms[true])), nil
+}
+
+// binaryStages are the stages of a variant's Dockerfile a named context
+// replaces with imagegen's own binaries: the worker's, or the scaler's.
+func binaryStages(v *variants.Variant) map[string]string {
+	if v.IsScaler() {
+		return map[string]string{render.ScalerStage: "", render.ScalerBuildStage: ""}
+	}
+	return map[string]string{render.WorkerStage: "", render.WorkerBuildStage: ""}
 }
 
 // output is where a variant's image goes: the one place --push,
@@ -404,6 +414,9 @@ func (bf *buildFlags) run(ctx context.Context, stderr io.Writer, p *buildPlan) (
 	}
 	defer s.Close()
 	if err := prepareWorker(ctx, stderr, bf, ctxDir, p.platforms, p.bins); err != nil {
+		return nil, err
+	}
+	if err := prepareScaler(ctx, stderr, bf, ctxDir, p.scalers); err != nil {
 		return nil, err
 	}
 	for _, r := range p.reqs {
@@ -532,16 +545,41 @@ func prepareWorker(ctx context.Context, stderr io.Writer, bf *buildFlags, dir st
 	if bins != nil {
 		return workerbin.Copy(dir, bins)
 	}
-	root, err := workerbin.FindModuleRoot(".")
+	if len(platforms) == 0 {
+		return nil // only scaler variants
+	}
+	root, version, err := bf.moduleVersion()
 	if err != nil {
 		return err
 	}
-	version := bf.workerVersion
-	if version == "" {
-		version = gitVersion(root)
-	}
 	fmt.Fprintf(stderr, "imagegen: compiling worker %s for %s\n", version, strings.Join(platforms, ", "))
 	return workerbin.Compile(ctx, root, dir, platforms, version)
+}
+
+// prepareScaler compiles cmd/scaler into dir for the platforms of the
+// scaler variants selected, and only then.
+func prepareScaler(ctx context.Context, stderr io.Writer, bf *buildFlags, dir string, platforms []string) error {
+	if len(platforms) == 0 {
+		return nil
+	}
+	root, version, err := bf.moduleVersion()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "imagegen: compiling scaler %s for %s\n", version, strings.Join(platforms, ", "))
+	return workerbin.CompileCommand(ctx, root, dir, platforms, version, "./cmd/scaler", render.ScalerBinary)
+}
+
+// moduleVersion is the checkout binaries are compiled from and the
+// version they are stamped with (--worker-version, else git describe).
+func (bf *buildFlags) moduleVersion() (root, version string, err error) {
+	if root, err = workerbin.FindModuleRoot("."); err != nil {
+		return "", "", err
+	}
+	if version = bf.workerVersion; version == "" {
+		version = gitVersion(root)
+	}
+	return root, version, nil
 }
 
 func gitVersion(dir string) string {

@@ -138,7 +138,8 @@ func TestList(t *testing.T) {
 	code, out, _ := run("-f", realFile, "list")
 	want := "VARIANT  FLAVOUR            PLATFORMS    BASE                                          TAGS\n" +
 		"cpu      cpu                linux/amd64  ubuntu:24.04                                  docker.io/runpod/worker-github_runner:dev-cpu\n" +
-		"gpu      gpu (CUDA 12.6.3)  linux/amd64  nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04  docker.io/runpod/worker-github_runner:dev-gpu\n"
+		"gpu      gpu (CUDA 12.6.3)  linux/amd64  nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04  docker.io/runpod/worker-github_runner:dev-gpu\n" +
+		"scaler   scaler             linux/amd64  gcr.io/distroless/static-debian12:nonroot     docker.io/runpod/worker-github_runner:dev-scaler\n"
 	if code != 0 || out != want {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -191,11 +192,11 @@ func TestRenderAndCheck(t *testing.T) {
 	if code, _, e := run("-f", realFile, "render", "--out", out); code != 0 {
 		t.Fatalf("render: %d %s", code, e)
 	}
-	if code, o, e := run("-f", realFile, "render", "--out", out, "--check"); code != 0 || !strings.Contains(o, "2 Dockerfile(s)") {
+	if code, o, e := run("-f", realFile, "render", "--out", out, "--check"); code != 0 || !strings.Contains(o, "3 Dockerfile(s)") {
 		t.Fatalf("check after render: %d %s %s", code, o, e)
 	}
 	// A second render changes nothing.
-	if _, o, _ := run("-f", realFile, "render", "--out", out); strings.Count(o, "unchanged") != 3 { // and the root Dockerfile
+	if _, o, _ := run("-f", realFile, "render", "--out", out); strings.Count(o, "unchanged") != 4 { // and the root Dockerfile
 		t.Fatalf("second render: %s", o)
 	}
 	// A variable that changes the output makes the files stale.
@@ -252,14 +253,14 @@ func TestReadmeCUDAExample(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}
-	if n := strings.Count(out, "\n") - 1; n != 3 || !strings.Contains(out, "12.8.1") {
-		t.Fatalf("want a third variant with CUDA 12.8.1:\n%s", out)
+	if n := strings.Count(out, "\n") - 1; n != 4 || !strings.Contains(out, "12.8.1") {
+		t.Fatalf("want a fourth variant with CUDA 12.8.1:\n%s", out)
 	}
 	// Appended to a copy of variants.hcl, as the README says, it works too.
 	src, _ := os.ReadFile(realFile)
 	copyFile := filepath.Join(dir, "variants.hcl")
 	os.WriteFile(copyFile, append(append(src, '\n'), m[1]...), 0o644)
-	if code, out, e := run("-f", copyFile, "list"); code != 0 || strings.Count(out, "\n") != 4 {
+	if code, out, e := run("-f", copyFile, "list"); code != 0 || strings.Count(out, "\n") != 5 {
 		t.Fatalf("copy: exit %d\n%s%s", code, out, e)
 	}
 }

@@ -213,13 +213,14 @@ func TestSIGINTDuringRenderCommitFinishes(t *testing.T) {
 	if err := waitChild(t, cmd, 60*time.Second); err != nil {
 		t.Fatalf("child: %v\n%s", err, stderr)
 	}
-	for _, f := range []string{"cpu.Dockerfile", "gpu.Dockerfile"} {
+	files := []string{"cpu.Dockerfile", "gpu.Dockerfile", "scaler.Dockerfile"}
+	for _, f := range files {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("%s not written: %v", f, err)
 		}
 	}
 	entries, _ := os.ReadDir(out)
-	if len(entries) != 2 {
-		t.Errorf("%d entries in the output folder, want 2 (no temporary file left)", len(entries))
+	if len(entries) != len(files) {
+		t.Errorf("%d entries in the output folder, want %d (no temporary file left)", len(entries), len(files))
 	}
 }

@@ -33,7 +33,7 @@ var tmpl = template.Must(template.New("Dockerfile").Funcs(template.FuncMap{
 	"stepsEnd":  func() string { return StepsEnd },
 	"toolCache": func() string { return ToolCache },
 	"sub":       func(a, b int) int { return a - b },
-}).Parse(templates.Dockerfile))
+}).Parse(templates.Dockerfile + templates.Scaler))
 
 // Plan is what a build of one variant needs.
 type Plan struct {
@@ -57,6 +57,20 @@ const WorkerStage = "worker"
 // BuildKit never looks up the Go image it would start from.
 const WorkerBuildStage = "worker-build"
 
+// ScalerStage and ScalerBuildStage are the scaler's counterparts of
+// WorkerStage and WorkerBuildStage in a scaler variant's Dockerfile: the
+// named context replacing them holds scaler-linux-<arch> (ScalerBinary).
+const (
+	ScalerStage      = "scaler"
+	ScalerBuildStage = "scaler-build"
+)
+
+// ScalerBinary is the scaler's file name in the build context for a
+// platform (linux/amd64 -> scaler-linux-amd64).
+func ScalerBinary(platformName string) string {
+	return "scaler-" + strings.ReplaceAll(platformName, "/", "-")
+}
+
 // FileName is the rendered Dockerfile's name for a variant.
 func FileName(v *variants.Variant) string { return v.Name + ".Dockerfile" }
 
@@ -74,6 +88,8 @@ type data struct {
 	// WorkerBinary is the worker's file name in the build context, as the
 	// Dockerfile names it (platform.DockerfileWorkerBinary).
 	WorkerBinary string
+	// ScalerBinary is the scaler's, for a scaler variant.
+	ScalerBinary string
 	// Prepared leaves out the worker stage: the binaries are in the
 	// build context.
 	Prepared bool
@@ -134,7 +150,7 @@ func Root(vs []*variants.Variant) ([]byte, error) {
 	r := rootData{SourceFile: sourceFile(vs[0].Source)}
 	names := make([]string, 0, len(vs))
 	for _, v := range parentsFirst(vs) {
-		if ownTemplate(v) {
+		if ownTemplate(v) || v.IsScaler() {
 			continue // in its own Dockerfile only
 		}
 		if r.Default == "" {
@@ -157,7 +173,7 @@ func Root(vs []*variants.Variant) ([]byte, error) {
 		}
 	}
 	if len(r.Variants) == 0 {
-		return nil, fmt.Errorf("render %s: every variant has a template of its own", RootFileName)
+		return nil, fmt.Errorf("render %s: no worker variant with the built-in template (the scaler and variants with a template of their own have their own Dockerfiles only)", RootFileName)
 	}
 	r.First, r.Names = r.Variants[0], strings.Join(names, ", ")
 	b, err := execute("Root", r)
@@ -176,6 +192,9 @@ func variantTemplate(v *variants.Variant) (*template.Template, string, error) {
 		if p.Template != "" {
 			return nil, "", fmt.Errorf("render variant %s: it is built on variant %s, which has a template of its own; base = variant.NAME needs the built-in template", v.Name, p.Name)
 		}
+	}
+	if v.Template == "" && v.IsScaler() {
+		return tmpl, "Scaler", nil
 	}
 	if v.Template == "" {
 		return tmpl, "Dockerfile", nil
@@ -254,7 +273,14 @@ func without(a, b []string) []string {
 
 // oneVariantData is what the templates need of one variant on its own.
 func oneVariantData(v *variants.Variant) (*data, error) {
-	d := &data{V: v, SourceFile: sourceFile(v.Source), WorkerBinary: platform.DockerfileWorkerBinary()}
+	d := &data{V: v, SourceFile: sourceFile(v.Source), WorkerBinary: platform.DockerfileWorkerBinary(), ScalerBinary: ScalerBinary("linux/${TARGETARCH}")}
+	for _, k := range slices.Sorted(maps.Keys(v.Args)) {
+		d.Args = append(d.Args, label{k, v.Args[k]})
+	}
+	d.Labels = labels(v)
+	if v.IsScaler() {
+		return d, nil // no packages, no runner
+	}
 	d.Packages = slices.Compact(slices.Sorted(slices.Values(slices.Concat(TemplatePackages, v.RunnerPackages, v.Packages))))
 	for _, name := range v.Platforms {
 		p, ok := platform.Lookup(name)
@@ -268,10 +294,6 @@ func oneVariantData(v *variants.Variant) (*data, error) {
 			Sum:        v.Runner.SHA256[name],
 		})
 	}
-	for _, k := range slices.Sorted(maps.Keys(v.Args)) {
-		d.Args = append(d.Args, label{k, v.Args[k]})
-	}
-	d.Labels = labels(v)
 	return d, nil
 }
 
@@ -289,6 +311,10 @@ func labels(v *variants.Variant) []label {
 	if v.CUDA != "" {
 		m[LabelPrefix+"cuda-version"] = v.CUDA
 	}
+	if v.IsScaler() {
+		delete(m, LabelPrefix+"runner-version")
+		delete(m, LabelPrefix+"kaniko-version")
+	}
 	for k, val := range v.Labels {
 		m[k] = val
 	}
@@ -303,6 +329,9 @@ func labels(v *variants.Variant) []label {
 const LabelPrefix = "io.runpod.worker-github-runner."
 
 func description(v *variants.Variant) string {
+	if v.IsScaler() {
+		return "Autoscaler of GitHub Actions runners on RunPod serverless (scaler)"
+	}
 	if v.CUDA != "" {
 		return fmt.Sprintf("Ephemeral GitHub Actions runner for RunPod serverless (GPU, CUDA %s)", v.CUDA)
 	}

@@ -26,10 +26,20 @@ func stages(t *testing.T, df []byte) ([]dfi.Stage, []dfi.ArgCommand) {
 	return st, args
 }
 
+// binaryStages names, for a variant, the stage that compiles its binary,
+// the stage a named context replaces, the command and the image's COPY.
+func binaryStages(v *variants.Variant) (build, bin, cmd, copyLine string) {
+	if v.IsScaler() {
+		return ScalerBuildStage, ScalerStage, "./cmd/scaler", "COPY --from=scaler /scaler-linux-${TARGETARCH} /usr/local/bin/scaler"
+	}
+	return WorkerBuildStage, WorkerStage, "./cmd/worker", "COPY --from=worker /worker-linux-${TARGETARCH} /usr/local/bin/worker"
+}
+
 // Every rendered Dockerfile builds from the repository root on its own: a
-// stage compiles cmd/worker with the pinned Go image on the build platform,
-// with cache mounts, and the image copies the binary from the stage named
-// WorkerStage (which imagegen replaces with a named context).
+// stage compiles cmd/worker (cmd/scaler for the scaler) with the pinned Go
+// image on the build platform, with cache mounts, and the image copies the
+// binary from the stage named WorkerStage (ScalerStage), which imagegen
+// replaces with a named context.
 func TestSelfContainedWorkerStage(t *testing.T) {
 	m := realMatrix(t, variants.Options{})
 	for _, v := range m.Variants {
@@ -37,39 +47,40 @@ func TestSelfContainedWorkerStage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		buildName, binName, cmd, copyLine := binaryStages(v)
 		st, _ := stages(t, plan.Dockerfile)
 		var build, worker *dfi.Stage
 		for i := range st {
 			switch st[i].Name {
-			case WorkerBuildStage:
+			case buildName:
 				build = &st[i]
-			case WorkerStage:
+			case binName:
 				worker = &st[i]
 			}
 		}
 		if build == nil || worker == nil {
-			t.Fatalf("%s: no worker-build and %s stages:\n%s", v.Name, WorkerStage, plan.Dockerfile)
+			t.Fatalf("%s: no %s and %s stages:\n%s", v.Name, buildName, binName, plan.Dockerfile)
 		}
 		if build.BaseName != "golang:1.26.8" || build.Platform != "$BUILDPLATFORM" {
-			t.Errorf("%s: worker-build is FROM --platform=%s %s, want --platform=$BUILDPLATFORM golang:1.26.8", v.Name, build.Platform, build.BaseName)
+			t.Errorf("%s: %s is FROM --platform=%s %s, want --platform=$BUILDPLATFORM golang:1.26.8", v.Name, buildName, build.Platform, build.BaseName)
 		}
 		df := string(plan.Dockerfile)
 		for _, want := range []string{
 			"--mount=type=cache,target=/go/pkg/mod", "--mount=type=cache,target=/root/.cache/go-build",
 			"--mount=type=bind,target=/src", `GOOS="${TARGETOS}" GOARCH="${TARGETARCH}"`, "CGO_ENABLED=0",
-			"./cmd/worker", "COPY --from=worker /worker-linux-${TARGETARCH} /usr/local/bin/worker",
+			cmd, copyLine,
 		} {
 			if !strings.Contains(df, want) {
 				t.Errorf("%s: Dockerfile lacks %q", v.Name, want)
 			}
 		}
 		if worker.BaseName != "scratch" {
-			t.Errorf("%s: the worker stage starts from %s, want scratch", v.Name, worker.BaseName)
+			t.Errorf("%s: the %s stage starts from %s, want scratch", v.Name, binName, worker.BaseName)
 		}
 		// The prepared form has neither stage nor the Go image.
 		pst, _ := stages(t, plan.Prepared)
 		for _, s := range pst {
-			if s.Name == "worker-build" || s.Name == WorkerStage || strings.Contains(s.BaseName, "golang") {
+			if s.Name == buildName || s.Name == binName || strings.Contains(s.BaseName, "golang") {
 				t.Errorf("%s: the prepared Dockerfile has stage %s FROM %s", v.Name, s.Name, s.BaseName)
 			}
 		}

@@ -25,6 +25,7 @@ var metricDefs = map[string][2]string{
 	"runpod_scaler_api_errors_total":        {"counter", "Failed calls, by API (github, runpod, state: the state file) and operation."},
 	"runpod_scaler_session_conflicts_total": {"counter", "Sessions refused because another scaler holds one (GitHub's 409)."},
 	"runpod_scaler_runner_failures_total":   {"counter", "Runners whose RunPod job failed before they got a job, not on an unfit worker: each holds the scale set's start of runners (backoff)."},
+	"runpod_scaler_orphans_removed_total":   {"counter", "Orphaned runners removed: this scale set's runners GitHub listed that the scaler did not start or know (another scaler's), idle for longer than the idle timeout."},
 	"runpod_scaler_unfit_total":             {"counter", "RunPod jobs that failed on an unfit worker before their runner started, by action: resubmitted (same JIT config), removed (unfit retries spent)."},
 }
 

@@ -144,6 +144,7 @@ func (s *Scaler) Run(ctx context.Context) error {
 		return err
 	}
 	defer state.close()
+	rest := s.reconciler(ctx)
 	var lis []*scaleset.Client // each scale set's listener client
 	for _, sc := range s.cfg.ScaleSets {
 		c, err := s.client(gitHubCallTimeout)
@@ -164,6 +165,7 @@ func (s *Scaler) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("scale set %s: %w", sc.Name, err)
 		}
+		st.rest = rest
 		s.sets = append(s.sets, st)
 		lis = append(lis, lc)
 		s.log.Info("scale set ready", "scale_set", sc.Name, "id", id, "endpoint", sc.Endpoint, "max_runners", sc.MaxRunners)

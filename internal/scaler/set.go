@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,10 @@ type set struct {
 	// after its jobs kept failing on unfit workers, or crashed).
 	holdUntil time.Time
 	crashes   int // runners in a row whose RunPod job failed before they got a job
+
+	rest         restRunners         // GitHub's REST runner list; nil: no orphan reconcile
+	reconciledAt time.Time           // the last reconcile (orphans.go)
+	seen         map[int64]time.Time // foreign runners listed: when first seen
 }
 
 func newSet(cfg ScaleSetConfig, id int, gh gitHub, rp *dispatch.Client, st *stateFile, log *slog.Logger, m *metrics, check time.Duration, o Options) (*set, error) {
@@ -188,8 +193,14 @@ func (s *set) saveLocked() bool {
 	return err == nil
 }
 
+// setStatus records the scale set's state; once the message session
+// opens, the runners are reconciled at once (maybeReconcile).
 func (s *set) setStatus(st string) {
 	s.mu.Lock()
+	if st == "listening" && s.status != st {
+		s.reconciledAt = time.Time{}
+		defer s.poke()
+	}
 	s.status = st
 	s.mu.Unlock()
 }
@@ -213,6 +224,7 @@ func (s *set) actuate(ctx context.Context) {
 func (s *set) step(ctx context.Context) {
 	s.updateCapacity(ctx)
 	s.checkRunners(ctx)
+	s.maybeReconcile(ctx)
 	s.scaleUp(ctx)
 	s.publish()
 }
@@ -272,10 +284,13 @@ func (s *set) scaleUp(ctx context.Context) {
 	}
 }
 
+// runnerName is a fresh runner's name: the scale set's name, 8 random
+// hex digits and the time (Unix seconds, base 36), by which another
+// scaler tells an orphan's age (orphans.go).
 func (s *set) runnerName() string {
 	b := make([]byte, 4)
 	rand.Read(b)
-	return s.cfg.Name + "-" + hex.EncodeToString(b)
+	return s.cfg.Name + "-" + hex.EncodeToString(b) + "-" + strconv.FormatInt(time.Now().Unix(), 36)
 }
 
 // start mints a runner and submits its RunPod job.

@@ -7,7 +7,9 @@
 // side (runner groups, scale-set CRUD, message sessions that conflict with
 // 409 TaskAgentSessionConflictException, the message long poll with
 // X-ScaleSetMaxCapacity and statistics, message acknowledgement,
-// acquirejobs, generatejitconfig, runner get/remove).
+// acquirejobs, generatejitconfig, runner get/remove), and the REST API's
+// runner list and removal (GET and DELETE /{repos/o/r|orgs/o|enterprises/e}
+// /actions/runners[/id], paged, labels as objects; rest.go).
 //
 // Jobs are queued with labels (QueueJob); a scale set whose labels hold
 // every label of a job is offered it (JobAvailable), acquires it

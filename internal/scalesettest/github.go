@@ -42,7 +42,8 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// github serves the three GitHub API calls the client makes.
+// github serves the GitHub API calls the scale-set client makes, and the
+// REST runner list and removal (rest.go).
 func (f *Fake) github(w http.ResponseWriter, r *http.Request, path string, body []byte) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	switch {
@@ -52,6 +53,9 @@ func (f *Fake) github(w http.ResponseWriter, r *http.Request, path string, body 
 		f.registrationToken(w, r, strings.TrimSuffix(strings.Trim(path, "/"), "/actions/runners/registration-token"))
 	case r.Method == "POST" && path == "/actions/runner-registration":
 		f.runnerRegistration(w, r, body)
+	case restPath(parts):
+		rest, _ := restScope(parts)
+		f.restRunners(w, r, rest)
 	default:
 		writeJSON(w, 404, map[string]string{"message": "Not Found"})
 	}

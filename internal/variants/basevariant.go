@@ -53,6 +53,11 @@ func resolveBases(vs []*Variant) hcl.Diagnostics {
 			diags = append(diags, d)
 			continue
 		}
+		if parent.IsScaler() && !v.IsScaler() {
+			diags = append(diags, v.errorf("base", v.at("base"), "Worker built on the scaler",
+				"base names variant %q, the scaler's image (flavour \"scaler\"), which has no runner to build on; use a gpu or cpu variant.", parent.Name))
+			continue
+		}
 		v.Parent = parent
 		for i, p := range v.Platforms {
 			if !slices.Contains(parent.Platforms, p) {

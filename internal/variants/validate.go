@@ -106,8 +106,10 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 		if v.CUDA != "" {
 			add(v.errorf("cuda", v.at("cuda"), "CUDA on a CPU variant", "cuda = %s is set but flavour is \"cpu\"; remove cuda or use flavour = \"gpu\".", short(v.CUDA)))
 		}
+	case FlavourScaler:
+		diags = append(diags, validateScaler(v)...)
 	default:
-		add(v.errorf("flavour", v.at("flavour"), "Invalid flavour", "flavour must be \"gpu\" or \"cpu\", not %s.", short(v.Flavour)))
+		add(v.errorf("flavour", v.at("flavour"), "Invalid flavour", "flavour must be \"gpu\", \"cpu\" or \"scaler\", not %s.", short(v.Flavour)))
 	}
 	if v.CUDA != "" && !cudaRE.MatchString(v.CUDA) {
 		add(v.errorf("cuda", v.at("cuda"), "Malformed CUDA version", "%s is not a CUDA version like 12.6.3.", short(v.CUDA)))
@@ -126,7 +128,7 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 			add(v.errorf("platforms", v.listAt("platforms", i), "Unsupported platform", "%s is not a platform the GitHub runner ships for; use one of %s.", short(p), strings.Join(platform.Names(), ", ")))
 		case seenPlat[p]:
 			add(v.errorf("platforms", v.listAt("platforms", i), "Duplicate platform", "%s is listed twice.", short(p)))
-		case v.Runner.SHA256[p] == "":
+		case v.Runner.SHA256[p] == "" && !v.IsScaler():
 			add(v.errorf("platforms", v.listAt("platforms", i), "Platform without runner checksum", "platform %s has no runner checksum: add \"%s\" = \"<sha256>\" to runner.sha256 (see the runner release notes), or drop the platform.", short(p), p))
 		}
 		seenPlat[p] = true
@@ -176,6 +178,29 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 				add(v.errorf(field, v.listAt(field, i), "Invalid package name", "%s is not a Debian package name (lower-case letters, digits, '+', '-', '.', optionally =version).", short(p)))
 			}
 		}
+	}
+	return diags
+}
+
+// validateScaler checks that a scaler variant has none of a worker's
+// parts: it is cmd/scaler on a distroless base.
+func validateScaler(v *Variant) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{
+		{"cuda", v.CUDA != ""},
+		{"runner_packages", len(v.RunnerPackages) > 0},
+		{"packages", len(v.Packages) > 0},
+		{"steps", len(v.Steps) > 0},
+	} {
+		if f.set {
+			diags = append(diags, v.errorf(f.field, v.at(f.field), "Worker field on a scaler variant", "%s is set but flavour is \"scaler\": the scaler image has no runner, CUDA or packages; remove %s (or leave out inherits of a worker variant).", f.field, f.field))
+		}
+	}
+	if v.BaseVariant != "" {
+		diags = append(diags, v.errorf("base", v.at("base"), "Scaler built on a variant", "base = variant.%s: a scaler variant starts from an image (a distroless or scratch base), not from another variant.", short(v.BaseVariant)))
 	}
 	return diags
 }

@@ -10,10 +10,13 @@ package variants
 
 import "github.com/hashicorp/hcl/v2"
 
-// Flavours a variant may have. GPU variants need a CUDA version.
+// Flavours a variant may have. GPU variants need a CUDA version. A scaler
+// variant is the autoscaler's image (cmd/scaler on a distroless base): no
+// runner, no Kaniko, no CUDA, no packages.
 const (
-	FlavourGPU = "gpu"
-	FlavourCPU = "cpu"
+	FlavourGPU    = "gpu"
+	FlavourCPU    = "cpu"
+	FlavourScaler = "scaler"
 )
 
 // Matrix is the resolved image matrix.
@@ -26,7 +29,7 @@ type Matrix struct {
 type Variant struct {
 	// Name is unique in the matrix; matrix variants get theirs from `name`.
 	Name string `json:"name"`
-	// Flavour is "gpu" or "cpu" (the seed's BUILD_TYPE).
+	// Flavour is "gpu" or "cpu" (the seed's BUILD_TYPE), or "scaler".
 	Flavour string `json:"flavour"`
 	// Base is the base image reference; for a variant built on another,
 	// the image the chain of variants starts from.
@@ -111,6 +114,10 @@ type Golang struct {
 // DefaultGolang is the toolchain when variants.hcl has no golang block:
 // the Go version go.mod needs (a test keeps them in step).
 var DefaultGolang = Golang{Version: "1.26.8", Image: "golang:1.26.8"}
+
+// IsScaler says whether the variant is the scaler's image rather than a
+// worker's (no runner, Kaniko, CUDA or packages).
+func (v *Variant) IsScaler() bool { return v.Flavour == FlavourScaler }
 
 // StepAt is where step i was written in the variants file, or nil.
 func (v *Variant) StepAt(i int) *hcl.Range { return v.listAt("steps", i) }

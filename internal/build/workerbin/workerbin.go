@@ -64,24 +64,30 @@ func modulePath(gomod string) string {
 // Compile cross-compiles cmd/worker for each platform into dir
 // (CGO_ENABLED=0, -trimpath, version stamped, symbols stripped).
 func Compile(ctx context.Context, moduleRoot, dir string, platforms []string, version string) error {
+	return CompileCommand(ctx, moduleRoot, dir, platforms, version, "./cmd/worker", platform.WorkerBinary)
+}
+
+// CompileCommand cross-compiles the command pkg (./cmd/scaler) as Compile
+// does cmd/worker, into dir/name(platform) for each platform.
+func CompileCommand(ctx context.Context, moduleRoot, dir string, platforms []string, version, pkg string, name func(string) string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range platforms {
-		p, ok := platform.Lookup(name)
+	for _, plat := range platforms {
+		p, ok := platform.Lookup(plat)
 		if !ok {
-			return fmt.Errorf("compile worker: unsupported platform %.64q; use one of %s", name, strings.Join(platform.Names(), ", "))
+			return fmt.Errorf("compile %s: unsupported platform %.64q; use one of %s", pkg, plat, strings.Join(platform.Names(), ", "))
 		}
-		out := filepath.Join(dir, platform.WorkerBinary(p.Name))
+		out := filepath.Join(dir, name(p.Name))
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
 			"-ldflags", "-s -w -X main.version="+version,
-			"-o", out, "./cmd/worker")
+			"-o", out, pkg)
 		cmd.Dir = moduleRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.GOARCH)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("compile worker for %s: %v\n%s", p.Name, err, stderr.String())
+			return fmt.Errorf("compile %s for %s: %v\n%s", pkg, p.Name, err, stderr.String())
 		}
 		if err := os.Chmod(out, 0o755); err != nil {
 			return err
