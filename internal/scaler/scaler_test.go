@@ -108,7 +108,9 @@ func assertClean(t *testing.T, f *scalesettest.Fake, live func() int, r *running
 			t.Errorf("job %d ran %d times, result %q", j.RequestID, j.Runs, j.Result)
 		}
 	}
-	waitFor(t, "no runner and no RunPod job left", 15*time.Second, func() bool {
+	// A runner started on statistics that were stale by then (GitHub's
+	// messages lag the jobs' ends) is idle and goes at its idle timeout.
+	waitFor(t, "no runner and no RunPod job left", 15*time.Second+r.s.sets[0].cfg.IdleTimeout, func() bool {
 		return len(f.Runners()) == 0 && live() == 0 && len(r.s.sets[0].snapshot()) == 0
 	}, r.logs)
 	logs := r.logs.String()
