@@ -158,8 +158,11 @@ func TestRunAnswerLost(t *testing.T) {
 	f.QueueJob("runpod-gpu")
 	waitFor(t, "the job done", 20*time.Second, allDone(f, 1), r.logs)
 	assertClean(t, f, rp.live, r)
-	if runs, _ := rp.stats(); runs != 2 {
-		t.Fatalf("%d RunPod jobs created, want 2 (the lost one, then one more)", runs)
+	// The lost one, then one more; a third can only be an idle runner
+	// started on statistics not yet updated for the job's end (it went at
+	// its idle timeout: assertClean). The lost /run is never resent.
+	if runs, _ := rp.stats(); runs < 2 || runs > 3 {
+		t.Fatalf("%d RunPod jobs created, want 2 (the lost one, then one more) or 3 (an idle one on stale statistics)", runs)
 	}
 	rp.mu.Lock()
 	first := rp.jobs["rp-1"].Status
