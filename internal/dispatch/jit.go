@@ -304,7 +304,7 @@ func (l *Launcher) mint(ctx context.Context, o JITOptions) ([]minted, error) {
 // err may have made all the same (its answer was lost), or 0; note says
 // so when that runner could not be looked up.
 func (l *Launcher) lostRunner(ctx context.Context, name string, err error) (id int64, note string) {
-	if !github.Uncertain(err) || conflict(err) {
+	if !github.Uncertain(err) {
 		return 0, ""
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -316,13 +316,15 @@ func WithRetryCutoff(ctx, cutoff context.Context) context.Context {
 
 // Uncertain reports whether a failed call may have taken effect at GitHub
 // all the same: its answer was lost (a transport error, a timeout, a 5xx,
-// time running out) or GitHub says the object already exists (409).
+// time running out). A 409 is not: the object exists, made by someone
+// else (JITConfig itself removes its own when a retry after a lost answer
+// meets it).
 func Uncertain(err error) bool {
 	var ae *APIError
 	if !errors.As(err, &ae) {
 		return err != nil
 	}
-	return ae.Status == 0 || ae.Status >= 500 || ae.Status == http.StatusConflict
+	return ae.Status == 0 || ae.Status >= 500
 }
 
 // call runs one API operation with GitHub's retry policy (see policy):

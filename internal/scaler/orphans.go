@@ -46,7 +46,11 @@ func (s *Scaler) restClient(ctx context.Context) (*github.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := github.Options{APIURL: restAPIURL(u), Log: s.log, FailOnRateLimit: true, HTTP: &http.Client{Timeout: gitHubCallTimeout},
+	api, err := github.CanonicalAPIURL(u.Scheme+"://"+u.Host, u.Scheme == "http")
+	if err != nil {
+		return nil, err
+	}
+	o := github.Options{APIURL: api, Log: s.log, FailOnRateLimit: true, HTTP: &http.Client{Timeout: gitHubCallTimeout},
 		// http only for a loopback fake (github refuses http elsewhere).
 		TestOnlyAllowLoopbackHTTP: u.Scheme == "http"}
 	var c *github.Client
@@ -65,18 +69,6 @@ func (s *Scaler) restClient(ctx context.Context) (*github.Client, error) {
 	}
 	c.Attempts, c.MaxWait = 3, gitHubRetryWaitMax
 	return c, nil
-}
-
-// restAPIURL is the REST API of a github_url's server.
-func restAPIURL(u *url.URL) string {
-	h := strings.ToLower(u.Hostname())
-	switch {
-	case h == "github.com" || h == "www.github.com":
-		return github.DefaultAPIURL
-	case strings.HasSuffix(h, ".ghe.com"):
-		return "https://" + u.Host
-	}
-	return u.Scheme + "://" + u.Host + "/api/v3/"
 }
 
 // runnerNameRE matches the names runnerName gives: the scale set's name,
