@@ -407,3 +407,35 @@ func TestMoveTheMajorTag(t *testing.T) {
 		}
 	}
 }
+
+// Every action a workflow or the composite action takes from another
+// repository is pinned by its full commit SHA, with the version it is in a
+// comment (Dependabot updates both): a moved tag cannot change what runs
+// with the workflows' tokens.
+func TestActionsPinnedBySHA(t *testing.T) {
+	uses := regexp.MustCompile(`^\s*(?:-\s+)?uses:\s*(\S+)(.*)$`)
+	pinned := regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$`)
+	version := regexp.MustCompile(`^\s+# v[0-9]+\.[0-9]+\.[0-9]+$`)
+	files, _ := filepath.Glob(workflows + "*.yml")
+	files = append(files, "../../.github/actions/runpod-runner/action.yml")
+	seen := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, line := range strings.Split(string(b), "\n") {
+			m := uses.FindStringSubmatch(line)
+			if m == nil || strings.HasPrefix(m[1], "./") {
+				continue
+			}
+			seen++
+			if !pinned.MatchString(m[1]) || !version.MatchString(m[2]) {
+				t.Errorf("%s:%d: %q is not pinned as owner/repo@<40-hex commit> # vX.Y.Z", filepath.Base(f), n+1, strings.TrimSpace(line))
+			}
+		}
+	}
+	if seen < 10 {
+		t.Errorf("found only %d remote actions: the scan is broken", seen)
+	}
+}
