@@ -113,6 +113,16 @@ variable "SCALER_BASE" {
   default     = "gcr.io/distroless/static-debian12:nonroot"
 }
 
+# Attestations (bake's --attest vocabulary, README.md "Attestations"):
+# release builds carry BuildKit's SLSA provenance (mode=max) and an SBOM
+# made by BuildKit's scanner image, docker/buildkit-syft-scanner:stable-1;
+# dev builds none. --var 'ATTEST=[]' turns them off (Kaniko cannot
+# attest), `imagegen build --attest type=sbom,disabled=true` one of them.
+variable "ATTEST" {
+  type    = list(string)
+  default = RELEASE == "dev" ? [] : ["type=provenance,mode=max", "type=sbom"]
+}
+
 runner {
   version = RUNNER_VERSION
   url     = RUNNER_URL
@@ -136,6 +146,7 @@ variant "common" {
   platforms       = PLATFORMS
   runner_packages = RUNNER_PACKAGES
   packages        = PACKAGES
+  attest          = ATTEST
   labels = {
     "org.opencontainers.image.source"  = "https://github.com/runpod-workers/worker-github_runner"
     "org.opencontainers.image.version" = RELEASE
@@ -163,6 +174,7 @@ variant "scaler" {
   base      = SCALER_BASE
   image     = "${REGISTRY}/${REPOSITORY}"
   platforms = PLATFORMS
+  attest    = ATTEST
   tags      = ["${RELEASE}-scaler", LATEST ? "latest-scaler" : null]
   labels = {
     "org.opencontainers.image.source"  = "https://github.com/runpod-workers/worker-github_runner"

@@ -29,8 +29,9 @@
 #                  in release-src) with main's runner when that is newer
 #                  than the release's: its version tags and latest-*.
 #   release-plan.sh runner-moved
-#       moved=true when HEAD changed the runner against its first parent (a
-#       merged runner-bump), else moved=false.
+#       moved=true when HEAD changed the runner or an image the builds pull
+#       (a base, the Go or Kaniko image, or their pins) against its first
+#       parent (a merged runner-bump or base-pin), else moved=false.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -120,6 +121,16 @@ runner_of() {
     rm -f "$json"
 }
 
+# images_of DIR: images=<JSON list> of the images the builds of DIR's
+# variants.hcl pull, as resolved (with their pins).
+images_of() {
+    local json
+    json="$(mktemp)"
+    (cd "$1" && go run ./cmd/imagegen print) >"$json" || die "imagegen print failed in $1"
+    printf 'images=%s\n' "$(jq -c '[.variants[] | .base, .golang.image?, .kaniko.image?] | map(select(. != null)) | unique' "$json")"
+    rm -f "$json"
+}
+
 runner_moved() {
     local prev now before
     if ! git rev-parse -q --verify 'HEAD^1' >/dev/null; then
@@ -130,8 +141,8 @@ runner_moved() {
     git worktree add -q --detach "$prev" 'HEAD^1' >&2
     # shellcheck disable=SC2064 # $prev is fixed now
     trap "git worktree remove --force '$prev' >/dev/null 2>&1 || true" EXIT
-    now="$(runner_of .)"
-    before="$(runner_of "$prev")"
+    now="$(runner_of . && images_of .)"
+    before="$(runner_of "$prev" && images_of "$prev")"
     git worktree remove --force "$prev" >&2
     if [ "$now" != "$before" ]; then echo "moved=true"; else echo "moved=false"; fi
 }

@@ -36,6 +36,13 @@ type Request struct {
 	// Secrets are build secrets by id, for RUN --mount=type=secret (BuildKit
 	// only): never build arguments, so never in the image or its history.
 	Secrets map[string][]byte
+	// Attest are the attestations the image carries (the variant's, with
+	// --attest applied, none disabled). Backends with
+	// Capabilities.Attestations only; Run refuses them otherwise.
+	Attest []variants.Attestation
+	// VCS is where the build's sources come from, for the provenance
+	// (BuildKit's vcs:source and vcs:revision); zero when unknown.
+	VCS VCS
 }
 
 // Cache lists the caches to import from and export to, already expanded
@@ -93,6 +100,13 @@ type Capabilities struct {
 	// context from (Kaniko: inside its own folder, which survives its
 	// wiping of the file system); empty means any folder.
 	ContextDir string
+	// Attestations says whether the backend attaches attestations
+	// (Request.Attest: provenance, SBOM); Run refuses them otherwise.
+	Attestations bool
+	// Check, when set, says why the backend cannot build a request (a
+	// layer compression it lacks); Run asks it about every request before
+	// building any.
+	Check func(*Request) error
 }
 
 // Backend is a build backend before it is opened.
@@ -174,7 +188,7 @@ func (e *MatrixError) Error() string {
 // ones even on failure.
 func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Result, error) {
 	caps := b.Capabilities()
-	if err := check(caps, reqs); err != nil {
+	if err := Check(caps, reqs); err != nil {
 		return nil, err
 	}
 	if caps.MaxJobs > 0 && (opts.Jobs <= 0 || opts.Jobs > caps.MaxJobs) {
@@ -195,9 +209,11 @@ func Run(ctx context.Context, b Builder, reqs []*Request, opts Options) ([]*Resu
 	return results, tagAll(ctx, opts.Tagger, results)
 }
 
-// check refuses, before anything is built, a request without an output or
-// with secrets or named contexts the backend cannot pass.
-func check(caps Capabilities, reqs []*Request) error {
+// Check refuses, before anything is built (Run calls it; a dry run may),
+// a request without an output, with secrets, named contexts or
+// attestations the backend cannot pass, or one the backend's own check
+// refuses.
+func Check(caps Capabilities, reqs []*Request) error {
 	for _, r := range reqs {
 		if r.Output.Kind() == 0 {
 			return fmt.Errorf("variant %s has no output", r.Variant.Name)
@@ -208,8 +224,34 @@ func check(caps Capabilities, reqs []*Request) error {
 		if len(r.NamedContexts) > 0 && !caps.NamedContexts {
 			return fmt.Errorf("variant %s: %s has no named contexts", r.Variant.Name, caps.Name)
 		}
+		if len(r.Attest) > 0 && !caps.Attestations {
+			return fmt.Errorf("variant %s: %s cannot attach attestations (%s); build with BuildKit, or turn them off with %s",
+				r.Variant.Name, caps.Name, attestTypes(r.Attest), disableFlags(r.Attest))
+		}
+		if caps.Check != nil {
+			if err := caps.Check(r); err != nil {
+				return fmt.Errorf("variant %s: %w", r.Variant.Name, err)
+			}
+		}
 	}
 	return nil
+}
+
+func attestTypes(as []variants.Attestation) string {
+	types := make([]string, len(as))
+	for i, a := range as {
+		types[i] = a.Type
+	}
+	return strings.Join(types, ", ")
+}
+
+// disableFlags are the --attest flags that turn off every attestation of as.
+func disableFlags(as []variants.Attestation) string {
+	flags := make([]string, len(as))
+	for i, a := range as {
+		flags[i] = "--attest type=" + a.Type + ",disabled=true"
+	}
+	return strings.Join(flags, " ")
 }
 
 // targetRefs lists every repository a run writes to: images and tags.

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // The tool binaries a fresh cache may borrow from the running devenv's cache
@@ -25,11 +28,15 @@ var seededTools = []string{"buildkitd", "buildctl", "executor", "buildkit.versio
 // would, beside the running devenv: scripts/devenv up against a brand-new
 // cache folder (only the tool binaries seeded), on loopback ports and a
 // socket of its own; scripts/devenv build cpu through it; then
-// scripts/devenv down, after which nothing it started may be left.
+// scripts/devenv down, after which nothing it started may be left. Its
+// binfmt_misc is an empty folder: arm64 emulation cannot be had there, so
+// up says so and carries on with linux/amd64 only (which also spares a
+// new cache the arm64 debootstrap).
 func TestDevenvUpOnAFreshCache(t *testing.T) {
 	needDevenv(t)
 	running := runningPids(t)
-	fresh := newFreshDevenv(t)
+	noBinfmt := t.TempDir()
+	fresh := newFreshDevenv(t, "WGR_BINFMT_MISC="+noBinfmt)
 	if got := dirNames(t, fresh.cache); strings.Join(got, ",") != "bin" {
 		t.Fatalf("the fresh cache holds %v before up, want only bin", got)
 	}
@@ -40,12 +47,17 @@ func TestDevenvUpOnAFreshCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := "arm64: emulation not available (no binfmt_misc on " + noBinfmt + "); carrying on with linux/amd64 only"; strings.Count(out, want) != 1 {
+		t.Errorf("up does not say once %q:\n%s", want, out)
+	}
 	for k, want := range map[string]string{
-		"BUILDKIT_HOST": "unix://" + filepath.Join(fresh.cache, "run", "buildkitd.sock"),
-		"REGISTRY":      fresh.registry + "/runpod",
-		"RUNNER_URL":    "http://" + fresh.mirror,
-		"WGR_REGISTRY":  fresh.registry,
-		"WGR_CACHE":     fresh.cache,
+		"WGR_ARM64":        "0",
+		"WGR_ARM64_REASON": "no binfmt_misc on " + noBinfmt,
+		"BUILDKIT_HOST":    "unix://" + filepath.Join(fresh.cache, "run", "buildkitd.sock"),
+		"REGISTRY":         fresh.registry + "/runpod",
+		"RUNNER_URL":       "http://" + fresh.mirror,
+		"WGR_REGISTRY":     fresh.registry,
+		"WGR_CACHE":        fresh.cache,
 	} {
 		if env[k] != want {
 			t.Errorf("local.env: %s=%q, want %q", k, env[k], want)
@@ -136,6 +148,29 @@ func TestDevenvRefusesABusyAddress(t *testing.T) {
 		t.Error("a registry was started anyway")
 	}
 	checkRegistryServes(t, devenv["WGR_REGISTRY"], "the running devenv's registry")
+}
+
+// TestDevenvArm64Switch: WGR_ARM64=1 where arm64 emulation cannot be had
+// (binfmt_misc is an empty folder) stops up with the reason before
+// anything starts; a value other than 0, 1 or unset is refused by name.
+func TestDevenvArm64Switch(t *testing.T) {
+	needDevenv(t)
+	for value, want := range map[string]string{
+		"1":   "WGR_ARM64=1, but arm64 emulation is not available: no binfmt_misc on ",
+		"yes": "WGR_ARM64=yes: want 0, 1 or unset",
+	} {
+		fresh := newFreshDevenv(t, "WGR_ARM64="+value, "WGR_BINFMT_MISC="+t.TempDir())
+		out, err := fresh.try(t, 5*time.Minute, "up")
+		if err == nil {
+			t.Fatalf("WGR_ARM64=%s: up succeeded without emulation:\n%s", value, out)
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("WGR_ARM64=%s: the failure does not say %q:\n%s", value, want, tail(out, 20))
+		}
+		if _, err := os.Stat(filepath.Join(fresh.cache, "run", "registry.pid")); err == nil {
+			t.Errorf("WGR_ARM64=%s: a registry was started anyway", value)
+		}
+	}
 }
 
 // freshDevenv is a devenv of the test's own: its own cache folder, loopback
@@ -351,4 +386,77 @@ func checkRegistryServes(t *testing.T, addr, what string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("%s (%s): %s", what, addr, resp.Status)
 	}
+}
+
+// scripts/devenv publishes tools/sbomscanner as BuildKit's default SBOM
+// generator, docker/buildkit-syft-scanner:stable-1 (docker.io is mirrored
+// from the devenv's registry): a build that asks for an SBOM attestation
+// without naming a generator gets one, written by that stand-in, offline.
+func TestDevenvDefaultSBOMGenerator(t *testing.T) {
+	needDevenv(t)
+	if _, err := os.Stat(filepath.Join(repoRoot, "tools", "sbomscanner")); err != nil {
+		t.Skipf("the devenv publishes no SBOM scanner without tools/sbomscanner: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM ubuntu:24.04\nRUN echo sbom > /sbom-e2e\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref := uniqueRegistry(t) + "/sbom:e2e"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(devenv["WGR_CACHE"], "bin", "buildctl"), "--addr", devenv["BUILDKIT_HOST"],
+		"build", "--frontend", "dockerfile.v0", "--local", "context="+dir, "--local", "dockerfile="+dir, "--opt", "attest:sbom=",
+		"--output", "type=image,name="+ref+",push=true,registry.insecure=true", "--progress", "plain").CombinedOutput()
+	if err != nil {
+		t.Fatalf("buildctl build with attest:sbom: %v\n%s", err, tail(string(out), 30))
+	}
+	if want := "generating sbom using docker.io/docker/buildkit-syft-scanner:stable-1"; !strings.Contains(string(out), want) {
+		t.Errorf("the build output lacks %q:\n%s", want, tail(string(out), 30))
+	}
+	if doc := sbomAttestation(t, ref); !strings.Contains(doc, "https://spdx.dev/Document") || !strings.Contains(doc, "wgr-sbomscanner") {
+		t.Errorf("the SBOM attestation is not an SPDX document by wgr-sbomscanner: %.300s", doc)
+	}
+}
+
+// sbomAttestation is the first layer of the attestation manifest in the
+// index at ref (BuildKit's in-toto statements).
+func sbomAttestation(t *testing.T, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(r)
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range im.Manifests {
+		if d.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
+			continue
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) == 0 {
+			t.Fatalf("attestation manifest %s: %d layers, %v", d.Digest, len(layers), err)
+		}
+		rc, err := layers[0].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, 8<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	t.Fatalf("%s has no attestation manifest", ref)
+	return ""
 }

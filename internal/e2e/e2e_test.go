@@ -99,6 +99,7 @@ type runResult struct {
 
 type variantMeta struct {
 	Digest      string   `json:"digest"`
+	Image       string   `json:"image"`
 	Tags        []string `json:"tags"`
 	Platforms   []string `json:"platforms"`
 	Seconds     float64  `json:"seconds"`
@@ -321,10 +322,20 @@ func TestRealMatrixBuildsAndPublishes(t *testing.T) {
 		if m.CachedSteps != m.Steps || m.Steps == 0 {
 			t.Errorf("%s: %d of %d steps cached on a no-change rebuild", v, m.CachedSteps, m.Steps)
 		}
-		if m.Digest != cold.meta[v].Digest {
-			t.Errorf("%s: digest changed on a no-change rebuild", v)
+		// A release carries attestations: the index is new each time (the
+		// provenance records when it was built), the image it describes
+		// must not be.
+		if m.Digest == cold.meta[v].Digest {
+			t.Errorf("%s: the index digest stayed %s: no fresh attestation on a rebuild", v, m.Digest)
 		}
 	}
+	for _, v := range []string{"gpu", "cpu", "scaler"} {
+		if a, b := platformDigest(t, cold.meta[v].Image+"@"+cold.meta[v].Digest), platformDigest(t, repo+":v1.0.0-"+v); a != b {
+			t.Errorf("%s: image manifest changed on a no-change rebuild: %s -> %s", v, a, b)
+		}
+	}
+	checkAttestations(t, repo+":v1.0.0-cpu", "cpu")
+	checkAttestations(t, repo+":v1.0.0-scaler", "scaler")
 
 	// Only the worker (and the scaler, stamped with the same version)
 	// changed: only the last layer is rebuilt.

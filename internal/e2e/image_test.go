@@ -24,6 +24,7 @@ import (
 
 	"github.com/runpod-workers/worker-github_runner/internal/build/workerbin"
 	"github.com/runpod-workers/worker-github_runner/internal/github/githubtest"
+	"github.com/runpod-workers/worker-github_runner/internal/platform"
 	"github.com/runpod-workers/worker-github_runner/internal/runpod/runpodtest"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
@@ -109,7 +110,8 @@ func runsAsWorker(t *testing.T, img v1.Image, rootfs, flavour string) {
 		t.Fatalf("result %v\n%s", post.Body, tail(out, 40))
 	}
 	labels := fmt.Sprint(res["labels"])
-	for _, want := range []string{"self-hosted", "linux", "x64", "runpod", flavour, "e2e-pin"} {
+	arch, _ := platform.ByGOARCH(cf.Architecture) // x64 or arm64
+	for _, want := range []string{"self-hosted", "linux", arch.RunnerArch, "runpod", flavour, "e2e-pin"} {
 		if !strings.Contains(labels, want) {
 			t.Errorf("labels %s lack %s", labels, want)
 		}

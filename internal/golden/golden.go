@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -36,11 +38,46 @@ func Runner(version string, sums map[string]string) []Placeholder {
 	return ps
 }
 
-// Normalize replaces each placeholder's value in b by {{Name}}.
+// Pins gives placeholders that remove the digests `imagegen pin` wrote
+// (`ubuntu:24.04@sha256:...` reads `ubuntu:24.04`), so a base-pin pull
+// request needs no golden edits either. digests are "sha256:<hex>".
+func Pins(digests []string) []Placeholder {
+	ps := make([]Placeholder, 0, len(digests))
+	for _, d := range digests {
+		ps = append(ps, Placeholder{Value: "@" + d})
+	}
+	return ps
+}
+
+// FilePins gives the Pins placeholders of the pins the variants file at
+// path holds (none when it has no pins attribute).
+func FilePins(t testing.TB, path string) []Placeholder {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins, diags := variants.FilePins(variants.Source{Name: path, Data: b})
+	if diags.HasErrors() {
+		t.Fatalf("pins of %s: %v", path, diags)
+	}
+	var digests []string
+	for _, p := range pins.Sorted() {
+		digests = append(digests, p.Digest)
+	}
+	return Pins(digests)
+}
+
+// Normalize replaces each placeholder's value in b by {{Name}}, or removes
+// it when Name is empty.
 func Normalize(b []byte, ps ...Placeholder) []byte {
 	s := string(b)
 	for _, p := range ps {
-		if p.Value != "" {
+		switch {
+		case p.Value == "":
+		case p.Name == "":
+			s = strings.ReplaceAll(s, p.Value, "")
+		default:
 			s = strings.ReplaceAll(s, p.Value, "{{"+p.Name+"}}")
 		}
 	}

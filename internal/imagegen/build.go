@@ -46,6 +46,9 @@ type buildFlags struct {
 	kanikoForce   bool
 	kanikoDir     string
 	runnerNetrc   string
+	attest        []string
+	// attests are --attest parsed (validate).
+	attests []variants.Attestation
 }
 
 // runnerNetrcSecret is the BuildKit secret the Dockerfile mounts (optional)
@@ -82,13 +85,25 @@ never repeat a flag's value (it may carry a token). A good CI default is
 A runner mirror that needs credentials (RUNNER_URL must not carry any):
 --runner-netrc FILE passes a netrc file as the BuildKit secret runner_netrc,
 which never enters the image or its history. Kaniko has no build secrets:
---runner-netrc is refused with --builder kaniko.`,
+--runner-netrc is refused with --builder kaniko.
+
+Attestations: each variant's attest list (variants.hcl: provenance mode=max
+and an SBOM for releases), changed by --attest in bake's vocabulary: an
+entry replaces the variant's entry of its type, type=sbom,disabled=true
+turns one off. A pushed image with attestations is an index holding the
+image and its attestation manifest; its tags point at that index. The
+provenance names the variants file's git repository (origin URL without
+user-info, or GITHUB_SERVER_URL/GITHUB_REPOSITORY in Actions) and commit,
+as buildx's does. Kaniko cannot attest: asking it to is refused before
+anything is built.`,
 		Example: `  imagegen build                         # OCI layouts under out/oci
   imagegen build --push                  # build all, then tag all
   RELEASE=v1.0.0 imagegen build --push gpu
   imagegen build --dry-run
   imagegen build --push --addr tcp://buildkit:1234 --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem
-  imagegen build --push --metadata-file build.json --cache-from '{image}:cache-{variant}' --cache-to '{image}:cache-{variant}'`,
+  imagegen build --push --metadata-file build.json --cache-from '{image}:cache-{variant}' --cache-to '{image}:cache-{variant}'
+  RELEASE=v1.0.0 imagegen build --push --attest type=sbom,generator=registry.example/syft-scanner:1
+  imagegen build --push --attest type=provenance,mode=max --set 'cpu.compression=zstd'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBuild(cmd, mf, bf, args)
 		},
@@ -114,12 +129,13 @@ func (bf *buildFlags) register(cmd *cobra.Command) {
 	f.StringArrayVar(&bf.cacheTo, "cache-to", nil, "cache to export, as --cache-from (mode=max by default); repeatable")
 	f.StringVar(&bf.metadataFile, "metadata-file", "", "write JSON per variant (digest, tags and what became of each, platforms, seconds, cached steps) to FILE; checked writable before building")
 	f.StringVar(&bf.runnerNetrc, "runner-netrc", "", "netrc file for a runner mirror that needs credentials, passed as the BuildKit secret "+runnerNetrcSecret+" (BuildKit only)")
-	f.BoolVar(&bf.dryRun, "dry-run", false, "show what would be built, with which tags, and do nothing")
+	f.StringArrayVar(&bf.attest, "attest", nil, "attestation in bake's form: type=provenance,mode=max or type=sbom[,generator=IMAGE]; replaces the variant's entry of that type, type=TYPE,disabled=true turns one off; repeatable (BuildKit only)")
+	f.BoolVar(&bf.dryRun, "dry-run", false, "show what would be built (platforms, output, layer compression, attestations, tags) and do nothing")
 	f.StringArrayVar(&bf.workerBins, "worker-bin", nil, "prebuilt worker binary, PLATFORM=PATH or PATH (platform from its ELF header); default: compile cmd/worker")
 	f.StringVar(&bf.workerVersion, "worker-version", "", "version stamped into the worker and the scaler (default: git describe, else dev)")
 	f.StringVar(&bf.builder, "builder", "buildkit", "buildkit, or kaniko (inside a container with no Docker daemon, one variant at a time)")
 	f.StringVar(&bf.kanikoExec, "kaniko-executor", kaniko.DefaultExecutor, "with --builder kaniko: the executor")
-	f.StringArrayVar(&bf.kanikoArgs, "kaniko-arg", nil, "with --builder kaniko: pass an argument to the executor, e.g. --kaniko-arg=--registry-map=index.docker.io=mirror.example; repeatable")
+	f.StringArrayVar(&bf.kanikoArgs, "kaniko-arg", nil, "with --builder kaniko: pass an argument to the executor, e.g. --kaniko-arg=--registry-map=index.docker.io=mirror.example (not a flag imagegen sets: --destination, --compression...); repeatable")
 	f.StringVar(&bf.kanikoDir, "kaniko-dir", kaniko.DefaultWorkDir, "with --builder kaniko: Kaniko's folder; Kaniko wipes everything else, so imagegen keeps its files here")
 	f.BoolVar(&bf.kanikoForce, "kaniko-force", false, "with --builder kaniko: run even outside a container made for Kaniko (it overwrites the root file system)")
 }
@@ -161,6 +177,9 @@ func (bf *buildFlags) plan(stderr io.Writer, mf *matrixFlags, args []string) (*b
 	if err != nil {
 		return nil, err
 	}
+	if err := bf.pinAttests(stderr, mf); err != nil {
+		return nil, err
+	}
 	vs, err := selectVariants(m, args)
 	if err != nil {
 		return nil, err
@@ -174,6 +193,10 @@ func (bf *buildFlags) plan(stderr io.Writer, mf *matrixFlags, args []string) (*b
 	if p.reqs, p.platforms, p.scalers, err = bf.requests(vs, cache); err != nil {
 		return nil, &ExitError{Code: ExitFailure, Err: err}
 	}
+	if err := build.Check(bf.backend(io.Discard).Capabilities(), p.reqs); err != nil {
+		return nil, &ExitError{Code: ExitFailure, Err: err}
+	}
+	addVCS(p.reqs, mf.files)
 	if p.bins, err = checkWorkerBins(bf.workerBins, p.platforms); err != nil {
 		return nil, err
 	}
@@ -225,6 +248,12 @@ func (bf *buildFlags) validate() (*cacheFlags, error) {
 	if caps := bf.backend(io.Discard).Capabilities(); bf.runnerNetrc != "" && !caps.Secrets {
 		return nil, usageError("--runner-netrc is not supported with --builder %s: %s has no build secrets; build with BuildKit, or use a runner mirror that needs no credentials", bf.builder, caps.Name)
 	}
+	if err := bf.parseAttest(); err != nil {
+		return nil, err
+	}
+	if err := kaniko.CheckExtraArgs(bf.kanikoArgs); err != nil {
+		return nil, usageError("--kaniko-arg: %v", err)
+	}
 	var c cacheFlags
 	var err error
 	if c.from, err = parseCacheFlags("cache-from", bf.cacheFrom); err != nil {
@@ -234,6 +263,54 @@ func (bf *buildFlags) validate() (*cacheFlags, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// parseAttest parses --attest; a type given twice is a usage error.
+func (bf *buildFlags) parseAttest() error {
+	bf.attests = nil
+	seen := map[string]bool{}
+	for i, s := range bf.attest {
+		which := ""
+		if len(bf.attest) > 1 {
+			which = " (" + ordinal(i+1) + ")"
+		}
+		a, err := variants.ParseAttestation(s)
+		if err != nil {
+			return usageError("--attest%s: %v", which, err)
+		}
+		if seen[a.Type] {
+			return usageError("--attest%s: type=%s is given twice", which, a.Type)
+		}
+		seen[a.Type] = true
+		bf.attests = append(bf.attests, a)
+	}
+	return nil
+}
+
+// pinAttests pins the SBOM generator of the --attest entries as the
+// variants' own are pinned, with the files' pins (none with --no-pins): an
+// --attest type=sbom replaces a variant's pinned entry, and would pull the
+// scanner by its tag. A generator the pins lack gets a warning, as an
+// unpinned base does.
+func (bf *buildFlags) pinAttests(stderr io.Writer, mf *matrixFlags) error {
+	if off, _ := mf.pinsOff(); off || len(bf.attests) == 0 { // load checked pinsOff
+		return nil
+	}
+	pins, diags := variants.ReadPins(mf.files)
+	if diags.HasErrors() {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("reading the pins for --attest: %v; nothing was done", diags.Errs()[0])}
+	}
+	for i, a := range bf.attests {
+		var unpinned string
+		if bf.attests[i], unpinned = pins.PinAttestation(a); unpinned != "" {
+			hint := ""
+			if unpinned == variants.DefaultSBOMGenerator {
+				hint = " (imagegen --var RELEASE=v0.0.0 pin pins it)"
+			}
+			fmt.Fprintf(stderr, "warning: --attest type=sbom: pins has no entry for %s: the SBOM runs on what its tag points at now%s\n", unpinned, hint)
+		}
+	}
+	return nil
 }
 
 // parseCacheFlags parses each value; an error names the flag and which of
@@ -290,7 +367,8 @@ func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) (reqs 
 		// Either way the worker (or scaler) comes from prepareWorker: as
 		// the named context that replaces its stage, or from the build
 		// context of the prepared Dockerfile.
-		req := &build.Request{Variant: v, Dockerfile: plan.Prepared, Secrets: secrets}
+		req := &build.Request{Variant: v, Dockerfile: plan.Prepared, Secrets: secrets,
+			Attest: variants.MergeAttestations(v.Attestations(), bf.attests)}
 		if namedContexts {
 			req.Dockerfile = plan.Dockerfile
 			req.NamedContexts = binaryStages(v)
@@ -307,6 +385,25 @@ func (bf *buildFlags) requests(vs []*variants.Variant, cache *cacheFlags) (reqs 
 		reqs = append(reqs, req)
 	}
 	return reqs, slices.Sorted(maps.Keys(platforms[false])), slices.Sorted(maps.Keys(platforms[true])), nil
+}
+
+// addVCS gives the requests that carry provenance the repository and
+// commit of the (first) variants file, as buildx gives BuildKit those of
+// the build context: see build.GitVCS.
+func addVCS(reqs []*build.Request, files []string) {
+	var vcs *build.VCS
+	for _, r := range reqs {
+		if !slices.ContainsFunc(r.Attest, func(a variants.Attestation) bool { return a.Type == variants.AttestProvenance }) {
+			continue
+		}
+		if vcs == nil && len(files) > 0 {
+			v := build.GitVCS(context.Background(), filepath.Dir(files[0]), os.Getenv)
+			vcs = &v
+		}
+		if vcs != nil {
+			r.VCS = *vcs
+		}
+	}
 }
 
 // binaryStages are the stages of a variant's Dockerfile a named context
@@ -592,15 +689,28 @@ func gitVersion(dir string) string {
 
 func printDryRun(w io.Writer, reqs []*build.Request) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIANT\tPLATFORMS\tOUTPUT\tTAGS")
+	fmt.Fprintln(tw, "VARIANT\tPLATFORMS\tOUTPUT\tCOMPRESSION\tATTEST\tTAGS")
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Variant.Name, strings.Join(r.Variant.Platforms, ","), r.Output, strings.Join(r.Variant.Tags, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Variant.Name, strings.Join(r.Variant.Platforms, ","), r.Output,
+			compressionColumn(r.Variant), attestColumn(r.Attest), strings.Join(r.Variant.Tags, " "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "dry run: nothing was built")
 	return nil
+}
+
+// attestColumn lists the attestations an image will carry, "-" for none.
+func attestColumn(as []variants.Attestation) string {
+	if len(as) == 0 {
+		return "-"
+	}
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return strings.Join(out, " ")
 }
 
 func printSummary(w io.Writer, results []*build.Result, runErr error) {

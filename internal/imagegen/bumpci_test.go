@@ -28,6 +28,12 @@ func TestBumpedTreePassesGoldens(t *testing.T) {
 	if code, out, e := run("-f", file, "runner-bump", "2.339.0", "--api-url", api.URL); code != 0 || !strings.Contains(out, "-> 2.339.0") {
 		t.Fatalf("bump: exit %d: %s%s", code, out, e)
 	}
+	// base-pin's pull request too: pins written into the same tree.
+	t.Setenv("DOCKER_CONFIG", t.TempDir()) // anonymous
+	host, _ := newMirror(t)
+	if code, out, e := run("-f", file, "pin", "--mirror", "docker.io="+host, "--mirror", "gcr.io="+host); code != 0 || !strings.Contains(out, "pinned to sha256:") {
+		t.Fatalf("pin: exit %d: %s%s", code, out, e)
+	}
 	out := filepath.Join(root, "dockerfiles")
 	if code, _, e := run("-f", file, "render", "--out", out, "--no-lint"); code != 0 {
 		t.Fatalf("render: exit %d: %s", code, e)

@@ -50,7 +50,7 @@ func realRunner(t testing.TB) []golden.Placeholder {
 		t.Fatal(variants.FormatDiagnostics(files, diags))
 	}
 	r := m.Variants[0].Runner
-	return golden.Runner(r.Version, r.SHA256)
+	return append(golden.Runner(r.Version, r.SHA256), golden.FilePins(t, realFile)...)
 }
 
 func run(args ...string) (code int, stdout, stderr string) {
@@ -136,10 +136,10 @@ func TestPrintSelect(t *testing.T) {
 
 func TestList(t *testing.T) {
 	code, out, _ := run("-f", realFile, "list")
-	want := "VARIANT  FLAVOUR            PLATFORMS    BASE                                          TAGS\n" +
-		"cpu      cpu                linux/amd64  ubuntu:24.04                                  docker.io/runpod/worker-github_runner:dev-cpu\n" +
-		"gpu      gpu (CUDA 12.6.3)  linux/amd64  nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04  docker.io/runpod/worker-github_runner:dev-gpu\n" +
-		"scaler   scaler             linux/amd64  gcr.io/distroless/static-debian12:nonroot     docker.io/runpod/worker-github_runner:dev-scaler\n"
+	want := "VARIANT  FLAVOUR            PLATFORMS    BASE                                          COMPRESSION  TAGS\n" +
+		"cpu      cpu                linux/amd64  ubuntu:24.04                                  gzip         docker.io/runpod/worker-github_runner:dev-cpu\n" +
+		"gpu      gpu (CUDA 12.6.3)  linux/amd64  nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04  gzip         docker.io/runpod/worker-github_runner:dev-gpu\n" +
+		"scaler   scaler             linux/amd64  gcr.io/distroless/static-debian12:nonroot     gzip         docker.io/runpod/worker-github_runner:dev-scaler\n"
 	if code != 0 || out != want {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}

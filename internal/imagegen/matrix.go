@@ -3,6 +3,7 @@ package imagegen
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -67,7 +68,7 @@ func newListCommand(mf *matrixFlags) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VARIANT\tFLAVOUR\tPLATFORMS\tBASE\tTAGS")
+			fmt.Fprintln(tw, "VARIANT\tFLAVOUR\tPLATFORMS\tBASE\tCOMPRESSION\tTAGS")
 			for _, v := range vs {
 				flavour := v.Flavour
 				if v.CUDA != "" {
@@ -77,9 +78,22 @@ func newListCommand(mf *matrixFlags) *cobra.Command {
 				if v.BaseVariant != "" {
 					base = "variant." + v.BaseVariant
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Name, flavour, strings.Join(v.Platforms, ","), base, strings.Join(v.Tags, " "))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, flavour, strings.Join(v.Platforms, ","), base, compressionColumn(v), strings.Join(v.Tags, " "))
 			}
 			return tw.Flush()
 		},
 	}
+}
+
+// compressionColumn is a variant's layer compression for `list`:
+// gzip, zstd:19 (a level), zstd,force (forced re-compression).
+func compressionColumn(v *variants.Variant) string {
+	s := v.Compression
+	if v.CompressionLevel != nil {
+		s += ":" + strconv.Itoa(*v.CompressionLevel)
+	}
+	if v.ForceCompression {
+		s += ",force"
+	}
+	return s
 }

@@ -2,7 +2,9 @@ package imagegen
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -257,24 +259,66 @@ func staleFiles(dir string, files map[string][]byte) ([]string, error) {
 	return out, nil
 }
 
-func writeFileAtomic(p string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".imagegen-*")
+func writeFileAtomic(p string, data []byte) error { return writeFileAtomicIf(p, data, nil) }
+
+// writeFileAtomicIf replaces the file p with data: through a symlink (the
+// link's target is written, the link kept), keeping the file's mode (0644
+// for a new file), with a temporary file in the same folder synced before
+// it is renamed over, and the folder synced after. unchanged, when set, is
+// called just before the rename: its error leaves the file as it was.
+func writeFileAtomicIf(p string, data []byte, unchanged func() error) error {
+	target, err := filepath.EvalSymlinks(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		target = p
+	} else if err != nil {
+		return err
+	}
+	mode := fs.FileMode(0o644)
+	if fi, err := os.Stat(target); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(target), ".imagegen-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	if err := writeSynced(tmp, data, mode); err != nil {
 		return err
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
+	if unchanged != nil {
+		if err := unchanged(); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp.Name(), target); err != nil {
 		return err
 	}
-	if err := tmp.Close(); err != nil {
+	return syncDir(filepath.Dir(target))
+}
+
+// writeSynced writes data to f, sets its mode, syncs and closes it.
+func writeSynced(f *os.File, data []byte, mode fs.FileMode) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), p)
+	defer d.Close()
+	return d.Sync()
 }
 
 func firstDiffLine(a, b []byte) int {

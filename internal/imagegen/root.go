@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -70,38 +71,72 @@ func clip(s string) string {
 
 // matrixFlags are the flags every matrix-reading command shares.
 type matrixFlags struct {
-	files []string
-	vars  []string
-	sets  []string
+	files  []string
+	vars   []string
+	sets   []string
+	noPins bool
 }
+
+// NoPinsEnv turns pins off as --no-pins does (1, true; 0, false or unset
+// leave them on).
+const NoPinsEnv = "IMAGEGEN_NO_PINS"
 
 func (f *matrixFlags) register(cmd *cobra.Command) {
 	pf := cmd.PersistentFlags()
 	pf.StringArrayVarP(&f.files, "file", "f", []string{"variants.hcl"}, "variants file; repeat to add files (their blocks form one matrix)")
 	pf.StringArrayVar(&f.vars, "var", nil, "set a variable: NAME=VALUE (lists and maps as JSON); wins over the environment")
 	pf.StringArrayVar(&f.sets, "set", nil, "override a field: VARIANT.FIELD=VALUE or += to append; VARIANT is a glob ("+strings.Join(variants.SettableFields(), ", ")+")")
+	pf.BoolVar(&f.noPins, "no-pins", false, "ignore the file's pins: build on the tags (local stand-ins, mirrors); also "+NoPinsEnv+"=1")
+}
+
+// pinsOff says whether --no-pins or IMAGEGEN_NO_PINS turns pins off.
+func (f *matrixFlags) pinsOff() (bool, error) {
+	v, ok := os.LookupEnv(NoPinsEnv)
+	if f.noPins || !ok || v == "" {
+		return f.noPins, nil
+	}
+	off, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, usageError("%s=%s: want 1 (build on the tags) or 0", NoPinsEnv, clip(strconv.Quote(v)))
+	}
+	return off, nil
 }
 
 // load resolves the matrix, printing diagnostics to stderr. Errors in the
-// file end the command with exit 1.
+// file end the command with exit 1. --no-pins (or IMAGEGEN_NO_PINS=1)
+// leaves the file's pins unapplied.
 func (f *matrixFlags) load(stderr io.Writer) (*variants.Matrix, error) {
-	m, files, diags := variants.LoadFiles(f.files, variants.Options{Vars: f.vars, Sets: f.sets})
+	noPins, err := f.pinsOff()
+	if err != nil {
+		return nil, err
+	}
+	m, files, diags := variants.LoadFiles(f.files, variants.Options{Vars: f.vars, Sets: f.sets, NoPins: noPins})
 	if !diags.HasErrors() {
 		for _, v := range m.Variants {
 			diags = append(diags, render.CheckSteps(v, files)...)
 		}
 	}
+	if err := reportDiags(stderr, files, diags, strings.Join(f.files, ", ")); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// reportDiags prints diagnostics as every command does and turns errors
+// among them into the command's exit: a usage error when only --var/--set
+// syntax is wrong, else a failure. what names the files.
+func reportDiags(stderr io.Writer, files variants.Files, diags hcl.Diagnostics, what string) error {
 	if len(diags) > 0 {
 		variants.WriteDiagnostics(stderr, files, diags)
 	}
-	if diags.HasErrors() {
-		code := ExitFailure
-		if onlyFlagSyntax(diags) {
-			code = ExitUsage
-		}
-		return nil, &ExitError{Code: code, Err: fmt.Errorf("%s: %d error(s); nothing was done", strings.Join(f.files, ", "), len(diags.Errs()))}
+	if !diags.HasErrors() {
+		return nil
 	}
-	return m, nil
+	code := ExitFailure
+	if onlyFlagSyntax(diags) {
+		code = ExitUsage
+	}
+	return &ExitError{Code: code, Err: fmt.Errorf("%s: %d error(s); nothing was done", what, len(diags.Errs()))}
 }
 
 // onlyFlagSyntax says whether every error is a malformed --var or --set
@@ -180,6 +215,7 @@ wrong arguments, a malformed flag value).`,
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())}
 	})
 	root.AddCommand(newPrintCommand(mf), newListCommand(mf), newRenderCommand(mf), newBuildCommand(mf), newRunnerBumpCommand(mf))
+	root.AddCommand(newPinCommand(mf))
 	return root
 }
 

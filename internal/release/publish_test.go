@@ -26,9 +26,13 @@ func fakeGo(t *testing.T) []string {
 	return []string{"PATH=" + bin + ":" + os.Getenv("PATH")}
 }
 
-func printJSON(version, sum string) string {
-	v := fmt.Sprintf(`{"name": "%%s", "runner": {"version": %q, "url": "u", "sha256": {"linux/amd64": %q}}}`, version, sum)
-	return `{"variants": [` + fmt.Sprintf(v, "cpu") + ", " + fmt.Sprintf(v, "gpu") + "]}\n"
+func printJSON(version, sum string) string { return printJSONBase(version, sum, "ubuntu:24.04") }
+
+// printJSONBase is printJSON with the cpu variant's base as given (a pinned
+// one after a merged base-pin).
+func printJSONBase(version, sum, base string) string {
+	v := fmt.Sprintf(`{"name": "%%s", "base": "%%s", "runner": {"version": %q, "url": "u", "sha256": {"linux/amd64": %q}}, "golang": {"image": "golang:1.26.8"}}`, version, sum)
+	return `{"variants": [` + fmt.Sprintf(v, "cpu", base) + ", " + fmt.Sprintf(v, "gpu", "nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04") + "]}\n"
 }
 
 // repo is a git repository with a bare origin; commit writes print.json
@@ -60,7 +64,13 @@ func (r *repo) git(args ...string) string {
 
 func (r *repo) commit(runnerVersion, sum, msg string) {
 	r.t.Helper()
-	os.WriteFile(filepath.Join(r.path, "print.json"), []byte(printJSON(runnerVersion, sum)), 0o644)
+	r.commitPrint(printJSON(runnerVersion, sum), msg)
+}
+
+// commitPrint commits print.json as given.
+func (r *repo) commitPrint(print, msg string) {
+	r.t.Helper()
+	os.WriteFile(filepath.Join(r.path, "print.json"), []byte(print), 0o644)
 	os.WriteFile(filepath.Join(r.path, "notes.txt"), []byte(msg), 0o644)
 	r.git("add", "-A")
 	r.git("commit", "-q", "-m", msg)
@@ -177,6 +187,12 @@ func TestRunnerMoved(t *testing.T) {
 	moved("true")
 	r.commit("2.338.0", sumOld, "sum fixed")
 	moved("true")
+	// A merged base-pin: the builds pull other bytes.
+	pinned := "ubuntu:24.04@sha256:" + strings.Repeat("1", 64)
+	r.commitPrint(printJSONBase("2.338.0", sumOld, pinned), "base-pin")
+	moved("true")
+	r.commitPrint(printJSONBase("2.338.0", sumOld, pinned), "docs")
+	moved("false")
 }
 
 func TestPublishRebuildWithoutARelease(t *testing.T) {

@@ -290,7 +290,7 @@ func TestReleaseWorkflowShape(t *testing.T) {
 // No workflow expands ${{ }} inside a run: script (an expression's value
 // would become shell code); values go through env.
 func TestNoExpressionsInScripts(t *testing.T) {
-	for _, name := range []string{"release.yml", "publish.yml", "runner-bump.yml", "ci.yml"} {
+	for _, name := range []string{"release.yml", "publish.yml", "runner-bump.yml", "base-pin.yml", "ci.yml"} {
 		lines := strings.Split(readWorkflow(t, name), "\n")
 		for i := 0; i < len(lines); i++ {
 			k := strings.TrimSpace(lines[i])
@@ -437,5 +437,65 @@ func TestActionsPinnedBySHA(t *testing.T) {
 	}
 	if seen < 10 {
 		t.Errorf("found only %d remote actions: the scan is broken", seen)
+	}
+}
+
+// pinGo is a fake go for the pin steps: `imagegen pin` prints what moved,
+// or fails as with a registry unreachable when FAKE_PIN=fail; `pin --help`
+// fails when FAKE_PIN=none (a release older than the pin command). Each
+// call is logged to $FAKE_GO_LOG.
+func pinGo(t *testing.T) []string {
+	bin := t.TempDir()
+	script := `#!/bin/sh
+echo "$*" >> "$FAKE_GO_LOG"
+case "$*" in
+"run ./cmd/imagegen pin --help") if [ "$FAKE_PIN" = none ]; then echo 'unknown command "pin"' >&2; exit 2; fi ;;
+"run ./cmd/imagegen pin"|"run ./cmd/imagegen --var RELEASE=v0.0.0 pin")
+  if [ "$FAKE_PIN" = fail ]; then echo 'imagegen: pin: ubuntu:24.04: registry-1.docker.io not reachable' >&2; exit 1; fi
+  echo 'ubuntu:24.04: sha256:aaaaaaaaaaaa… → sha256:bbbbbbbbbbbb…' ;;
+"run ./cmd/imagegen render") echo 'wrote dockerfiles/cpu.Dockerfile' ;;
+*) echo "fake go: unexpected $*" >&2; exit 9 ;;
+esac
+`
+	os.WriteFile(filepath.Join(bin, "go"), []byte(script), 0o755)
+	return []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "RUNNER_TEMP=" + t.TempDir()}
+}
+
+// base-pin's step fails when pin fails, and hands the pull request what
+// moved.
+func TestBasePinStepFailsLoudly(t *testing.T) {
+	wf := readWorkflow(t, "base-pin.yml")
+	log := filepath.Join(t.TempDir(), "go.log")
+	env := append(pinGo(t), "FAKE_GO_LOG="+log)
+	out, errOut, code := runStep(t, wf, "Pin the images to their digests", t.TempDir(), env)
+	if code != 0 || !strings.Contains(out, "changes<<") || !strings.Contains(out, "ubuntu:24.04: sha256:aaaa") {
+		t.Errorf("pin: exit %d, output %q, %s", code, out, errOut)
+	}
+	if _, errOut, code := runStep(t, wf, "Pin the images to their digests", t.TempDir(), append(env, "FAKE_PIN=fail")); code == 0 {
+		t.Errorf("pin failing: exit 0 %s", errOut)
+	}
+}
+
+// A rebuild re-pins the bases to their current digests before it builds;
+// a release older than the pin command builds by tag; a failing pin fails
+// the run (no rebuild on stale bases).
+func TestRebuildRepinsTheBases(t *testing.T) {
+	wf := readWorkflow(t, "publish.yml")
+	if !strings.Contains(wf, "if: steps.plan.outputs.publish == 'true' && inputs.kind == 'rebuild'") ||
+		strings.Index(wf, "name: Fresh base pins") > strings.Index(wf, "name: Build and publish") {
+		t.Fatal("publish.yml: the Fresh base pins step must run for rebuilds only, before Build and publish")
+	}
+	for _, tc := range []struct {
+		fake     string
+		wantCode int
+		wantPin  bool
+	}{{"", 0, true}, {"none", 0, false}, {"fail", 1, true}} {
+		log := filepath.Join(t.TempDir(), "go.log")
+		_, errOut, code := runStep(t, wf, "Fresh base pins", t.TempDir(), append(pinGo(t), "FAKE_GO_LOG="+log, "FAKE_PIN="+tc.fake))
+		calls, _ := os.ReadFile(log)
+		pinned := strings.Contains(string(calls), "run ./cmd/imagegen pin\n")
+		if (code != 0) != (tc.wantCode != 0) || pinned != tc.wantPin {
+			t.Errorf("FAKE_PIN=%q: exit %d, pin called %v (calls %q) %s", tc.fake, code, pinned, calls, errOut)
+		}
 	}
 }

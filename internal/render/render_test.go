@@ -38,7 +38,7 @@ func TestGoldenDockerfiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ps := golden.Runner(v.Runner.Version, v.Runner.SHA256)
+		ps := append(golden.Runner(v.Runner.Version, v.Runner.SHA256), golden.FilePins(t, "../../variants.hcl")...)
 		golden.Check(t, v.Name+".Dockerfile", plan.Dockerfile, ps...)
 		golden.Check(t, v.Name+".prepared.Dockerfile", plan.Prepared, ps...)
 	}
@@ -47,7 +47,7 @@ func TestGoldenDockerfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := m.Variants[0].Runner
-	golden.Check(t, "root.Dockerfile", root, golden.Runner(r.Version, r.SHA256)...)
+	golden.Check(t, "root.Dockerfile", root, append(golden.Runner(r.Version, r.SHA256), golden.FilePins(t, "../../variants.hcl")...)...)
 }
 
 func TestDeterministic(t *testing.T) {
@@ -70,7 +70,7 @@ func TestDockerfileContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	df := string(plan.Dockerfile)
+	df := string(golden.Normalize(plan.Dockerfile, golden.FilePins(t, "../../variants.hcl")...))
 	lines := strings.Split(strings.TrimSpace(df), "\n")
 	for _, want := range []string{
 		"FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04\n",

@@ -23,6 +23,9 @@ type Options struct {
 	LookupEnv func(string) (string, bool)
 	// Sets are VARIANT.FIELD=VALUE overrides (--set), VARIANT a glob.
 	Sets []string
+	// NoPins leaves image references unpinned (pins.go): `imagegen pin`
+	// resolves them afresh. The pins are still checked.
+	NoPins bool
 }
 
 // Source is one variants file's name and contents.
@@ -32,6 +35,7 @@ type Source struct {
 }
 
 var rootSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: PinsAttribute}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "runner"},
@@ -84,6 +88,10 @@ var variantSchema = &hcl.BodySchema{
 		{Name: "packages"},
 		{Name: "steps"},
 		{Name: "template"},
+		{Name: "compression"},
+		{Name: "compression_level"},
+		{Name: "force_compression"},
+		{Name: "attest"},
 	},
 }
 
@@ -176,10 +184,14 @@ func evaluate(bodies []hcl.Body, opts Options) (*Matrix, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	var content hcl.BodyContent
 	content.Attributes = hcl.Attributes{}
+	var pinAttrs []*hcl.Attribute
 	for _, b := range bodies {
 		c, d := b.Content(rootSchema)
 		diags = append(diags, d...)
 		content.Blocks = append(content.Blocks, c.Blocks...)
+		if a, ok := c.Attributes[PinsAttribute]; ok {
+			pinAttrs = append(pinAttrs, a)
+		}
 	}
 	byType := map[string]hcl.Blocks{}
 	for _, b := range content.Blocks {
@@ -232,6 +244,8 @@ func evaluate(bodies []hcl.Body, opts Options) (*Matrix, hcl.Diagnostics) {
 	diags = append(diags, ev.validateRunner()...)
 	diags = append(diags, validateKaniko(ev.kaniko, ev.kanPos)...)
 	diags = append(diags, validateGolang(ev.golang, ev.goPos)...)
+	pins, d := readPins(pinAttrs)
+	diags = append(diags, d...)
 	seen := map[string]*Variant{}
 	for _, v := range ev.variants {
 		if prev, ok := seen[v.Name]; ok {
@@ -258,6 +272,9 @@ func evaluate(bodies []hcl.Body, opts Options) (*Matrix, hcl.Diagnostics) {
 	}
 	if diags.HasErrors() {
 		return nil, diags
+	}
+	if !opts.NoPins {
+		diags = append(diags, pins.apply(ev.variants)...)
 	}
 	for _, v := range ev.variants {
 		v.finish()
@@ -618,6 +635,7 @@ func (ev *evaluator) variant(vb *variantBlock, combo *combination) (*Variant, hc
 	}
 	list("runner_packages", &v.RunnerPackages)
 	list("packages", &v.Packages)
+	diags = append(diags, evalBuildOptions(v, vb.merged, ctx)...)
 	if !diags.HasErrors() {
 		ctx = stepScope(ctx, v)
 	}

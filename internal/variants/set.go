@@ -3,13 +3,14 @@ package variants
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 )
 
-var settableScalars = []string{"flavour", "base", "cuda", "image"}
+var settableScalars = []string{"flavour", "base", "cuda", "image", "compression", "compression_level", "force_compression"}
 var settableLists = []string{"platforms", "tags", "packages", "runner_packages"}
 
 // SettableFields lists what --set can change, for help texts.
@@ -85,6 +86,9 @@ func parseSet(s string) (pattern, field, key, val string, appendMode bool, err e
 			if appendMode {
 				return "", "", "", "", false, fmt.Errorf("+= works on lists and maps, not on %s", field)
 			}
+			if err := checkTypedSet(field, val); err != nil {
+				return "", "", "", "", false, err
+			}
 			return pattern, field, "", val, false, nil
 		}
 	}
@@ -119,6 +123,20 @@ func setField(v *Variant, field, key, val string, appendMode bool) {
 		v.CUDA = val
 	case "image":
 		v.Image = val
+	case "compression":
+		// A level belongs to its algorithm: switching algorithms drops
+		// the file's level unless --set gave one.
+		if _, levelSet := v.setBy["compression_level"]; val != v.Compression && !levelSet {
+			v.CompressionLevel = nil
+		}
+		v.Compression = val
+	case "compression_level":
+		v.CompressionLevel = nil // empty: the algorithm's default
+		if n, err := strconv.Atoi(val); err == nil {
+			v.CompressionLevel = &n // checkTypedSet checked it
+		}
+	case "force_compression":
+		v.ForceCompression, _ = strconv.ParseBool(val)
 	case "platforms":
 		list(&v.Platforms)
 	case "tags":
@@ -132,6 +150,21 @@ func setField(v *Variant, field, key, val string, appendMode bool) {
 	case "args":
 		v.Args[key] = val
 	}
+}
+
+// checkTypedSet checks the value of a --set field that is not a string.
+func checkTypedSet(field, val string) error {
+	switch field {
+	case "compression_level":
+		if _, err := strconv.Atoi(val); err != nil && val != "" {
+			return fmt.Errorf("compression_level must be a whole number (or empty for the algorithm's default), not %s", short(val))
+		}
+	case "force_compression":
+		if _, err := strconv.ParseBool(val); err != nil {
+			return fmt.Errorf("force_compression must be true or false, not %s", short(val))
+		}
+	}
+	return nil
 }
 
 // suggest returns ` (did you mean "x"?)` for a near miss, else "".

@@ -179,7 +179,7 @@ func validateVariant(v *Variant) hcl.Diagnostics {
 			}
 		}
 	}
-	return diags
+	return append(diags, validateBuildOptions(v)...)
 }
 
 // validateScaler checks that a scaler variant has none of a worker's
@@ -307,6 +307,9 @@ func (v *Variant) finish() {
 	v.Packages = sortedUnique(v.Packages)
 	v.RunnerPackages = sortedUnique(v.RunnerPackages)
 	v.Platforms = sortedUnique(v.Platforms)
+	if v.Compression == "" {
+		v.Compression = CompressionGzip
+	}
 	v.Runner.URL = strings.TrimRight(v.Runner.URL, "/")
 	// Only the sums of the platforms this variant builds.
 	sums := map[string]string{}

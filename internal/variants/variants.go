@@ -71,6 +71,18 @@ type Variant struct {
 	// Golang is the toolchain image the Dockerfile compiles the worker
 	// with (imagegen replaces that stage with its own binaries).
 	Golang Golang `json:"golang"`
+	// Compression is the layer compression of the image: gzip (the
+	// default), zstd or uncompressed (BuildKit's compression=).
+	Compression string `json:"compression"`
+	// CompressionLevel is the level for Compression (gzip 0-9, zstd
+	// 0-22); nil means the algorithm's default.
+	CompressionLevel *int `json:"compression_level,omitempty"`
+	// ForceCompression re-compresses layers that already exist in another
+	// compression (those of the base image) instead of reusing them.
+	ForceCompression bool `json:"force_compression,omitempty"`
+	// Attest are the attestations the image carries, in bake's form
+	// (type=provenance,mode=max; type=sbom); see ParseAttestation.
+	Attest []string `json:"attest,omitempty"`
 	// Matrix holds the values of this variant's matrix combination, if any.
 	Matrix map[string]string `json:"matrix,omitempty"`
 	// Source is where the variant block is declared (file:line:col).

@@ -83,7 +83,7 @@ func TestResolveBasics(t *testing.T) {
 		Labels: map[string]string{}, Args: map[string]string{}, RunnerPackages: []string{}, Packages: []string{},
 		Runner: RunnerRelease{Version: "2.337.0", URL: "https://mirror.example/runner", SHA256: map[string]string{"linux/amd64": sumA}},
 		Kaniko: Kaniko{Version: "v1.23.2", Image: "gcr.io/kaniko-project/executor:v1.23.2"},
-		Golang: DefaultGolang,
+		Golang: DefaultGolang, Compression: CompressionGzip,
 		Source: "test.hcl:2:1",
 	}
 	got := *v

@@ -3,8 +3,9 @@
 // runner mirror on loopback. It is a development tool, not part of the
 // product.
 //
-//	devenv push-tar --tar ROOTFS.tar --ref 127.0.0.1:5000/library/ubuntu:24.04 [--ref ...] [--env K=V ...]
-//	devenv fake-runner --dir MIRROR --version 2.338.0        (prints the tarball's sha256)
+//	devenv push-tar --tar [PLATFORM=]ROOTFS.tar [--tar ...] --ref 127.0.0.1:5000/library/ubuntu:24.04 [--ref ...] [--env K=V ...]
+//	devenv fake-runner --dir MIRROR --version 2.338.0 [--listener BIN] [--listener-arm64 BIN]
+//	        (prints "PLATFORM SHA256" for each tarball)
 //	devenv serve --dir MIRROR --addr 127.0.0.1:8081
 package main
 
@@ -31,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 type multi []string
@@ -46,9 +48,9 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "push-tar":
-		err = pushTar(os.Args[2:])
+		err = pushTar(os.Args[2:], os.Stdout)
 	case "fake-runner":
-		err = fakeRunner(os.Args[2:])
+		err = fakeRunner(os.Args[2:], os.Stdout)
 	case "serve":
 		err = serve(os.Args[2:])
 	default:
@@ -60,54 +62,114 @@ func main() {
 	}
 }
 
-// pushTar publishes a root file system tarball as a one-layer linux/amd64
-// image under every --ref.
-func pushTar(args []string) error {
+// pushTar publishes root file system tarballs under every --ref: one --tar
+// gives a single-platform image, several an image index with one image per
+// platform (what a multi-platform base image is). A --tar is PLATFORM=PATH,
+// or PATH for linux/amd64.
+func pushTar(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("push-tar", flag.ExitOnError)
-	tarPath := fs.String("tar", "", "uncompressed tar of the root file system")
-	var refs, envs multi
+	var tars, refs, envs multi
+	fs.Var(&tars, "tar", "[PLATFORM=]uncompressed tar of the root file system (repeatable; default platform linux/amd64)")
 	fs.Var(&refs, "ref", "reference to push to (repeatable)")
 	fs.Var(&envs, "env", "K=V for the image config (repeatable)")
 	entry := fs.String("entrypoint", "", "entrypoint (one path)")
 	fs.Parse(args)
-	if *tarPath == "" || len(refs) == 0 {
+	if len(tars) == 0 || len(refs) == 0 {
 		return errors.New("push-tar needs --tar and --ref")
 	}
-	layer, err := tarball.LayerFromFile(*tarPath, tarball.WithCompressedCaching)
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, envs...)
-	if *entry != "" {
-		cf.Config.Entrypoint = []string{*entry}
-	}
-	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return err
-	}
-	for _, r := range refs {
-		ref, err := name.ParseReference(r)
+	var imgs []platformImage
+	for _, t := range tars {
+		plat, path, err := splitTar(t)
 		if err != nil {
 			return err
 		}
-		if err := remote.Write(ref, img); err != nil {
-			return fmt.Errorf("push %s: %w", r, err)
+		for _, pi := range imgs {
+			if pi.platform.Equals(plat) {
+				return fmt.Errorf("--tar %s: a second tar for platform %s", path, plat)
+			}
 		}
-		d, _ := img.Digest()
-		fmt.Printf("pushed %s@%s\n", r, d)
+		img, err := rootfsImage(path, plat, envs, *entry)
+		if err != nil {
+			return fmt.Errorf("--tar %s: %w", path, err)
+		}
+		imgs = append(imgs, platformImage{plat, img})
+	}
+	for _, r := range refs {
+		d, err := pushImages(r, imgs)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "pushed %s@%s\n", r, d)
 	}
 	return nil
+}
+
+type platformImage struct {
+	platform v1.Platform
+	img      v1.Image
+}
+
+// splitTar splits a --tar value into its platform (linux/amd64 when none
+// is given) and path.
+func splitTar(v string) (v1.Platform, string, error) {
+	p, path, ok := strings.Cut(v, "=")
+	if !ok || !strings.HasPrefix(p, "linux/") {
+		return v1.Platform{OS: "linux", Architecture: "amd64"}, v, nil
+	}
+	parts := strings.Split(p, "/")
+	if len(parts) != 2 || parts[1] == "" || path == "" {
+		return v1.Platform{}, "", fmt.Errorf("--tar %.100q: want linux/ARCH=PATH or PATH", v)
+	}
+	return v1.Platform{OS: "linux", Architecture: parts[1]}, path, nil
+}
+
+// rootfsImage is a one-layer image of the tarball for the platform.
+func rootfsImage(path string, plat v1.Platform, envs []string, entry string) (v1.Image, error) {
+	layer, err := tarball.LayerFromFile(path, tarball.WithCompressedCaching)
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = plat.OS, plat.Architecture
+	cf.Config.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, envs...)
+	if entry != "" {
+		cf.Config.Entrypoint = []string{entry}
+	}
+	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
+	return mutate.ConfigFile(img, cf)
+}
+
+// pushImages pushes one image, or an index of several, to ref and returns
+// the digest ref points at.
+func pushImages(r string, imgs []platformImage) (v1.Hash, error) {
+	ref, err := name.ParseReference(r)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if len(imgs) == 1 {
+		if err := remote.Write(ref, imgs[0].img); err != nil {
+			return v1.Hash{}, fmt.Errorf("push %s: %w", r, err)
+		}
+		return imgs[0].img.Digest()
+	}
+	var adds []mutate.IndexAddendum
+	for _, pi := range imgs {
+		p := pi.platform
+		adds = append(adds, mutate.IndexAddendum{Add: pi.img, Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.DockerManifestList), adds...)
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		return v1.Hash{}, fmt.Errorf("push %s: %w", r, err)
+	}
+	return idx.Digest()
 }
 
 // The fake runner behaves like actions/runner for what an image build and
@@ -134,25 +196,56 @@ exit "${FAKE_RUNNER_EXIT:-0}"
 	"bin/Runner.Worker": "#!/bin/sh\necho fake Runner.Worker\n",
 }
 
-func fakeRunner(args []string) error {
+// fakeRunner writes the fake runner tarball of each architecture into
+// MIRROR/vVERSION and prints "PLATFORM SHA256" for each.
+func fakeRunner(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("fake-runner", flag.ExitOnError)
 	dir := fs.String("dir", "", "mirror folder")
 	version := fs.String("version", "", "runner version")
-	listener := fs.String("listener", "", "a static binary to ship as bin/Runner.Listener (the Go fake runner); default a shell stand-in")
+	listener := fs.String("listener", "", "a static linux/amd64 binary to ship as bin/Runner.Listener in the x64 tarball (the Go fake runner); default a shell stand-in")
+	listenerArm64 := fs.String("listener-arm64", "", "the same for the arm64 tarball; default the x64 tarball's listener")
 	fs.Parse(args)
+	if *dir == "" || *version == "" {
+		return errors.New("fake-runner needs --dir and --version")
+	}
+	if *listenerArm64 == "" {
+		*listenerArm64 = *listener
+	}
+	out := filepath.Join(*dir, "v"+*version)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	for _, a := range []struct{ platform, arch, listener string }{
+		{"linux/amd64", "x64", *listener},
+		{"linux/arm64", "arm64", *listenerArm64},
+	} {
+		tgz, err := fakeRunnerTarball(a.listener)
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(out, fmt.Sprintf("actions-runner-linux-%s-%s.tar.gz", a.arch, *version))
+		if err := os.WriteFile(p, tgz, 0o644); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(tgz)
+		fmt.Fprintf(stdout, "%s %s\n", a.platform, hex.EncodeToString(sum[:]))
+	}
+	return nil
+}
+
+// fakeRunnerTarball is the gzipped tar of the fake runner, with listener
+// (a file; "" for the shell stand-in) as bin/Runner.Listener.
+func fakeRunnerTarball(listener string) ([]byte, error) {
 	files := map[string]string{}
 	for k, v := range fakeRunnerFiles {
 		files[k] = v
 	}
-	if *listener != "" {
-		b, err := os.ReadFile(*listener)
+	if listener != "" {
+		b, err := os.ReadFile(listener)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		files["bin/Runner.Listener"] = string(b)
-	}
-	if *dir == "" || *version == "" {
-		return errors.New("fake-runner needs --dir and --version")
 	}
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -167,33 +260,21 @@ func fakeRunner(args []string) error {
 			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o755, int64(len(files[n]))
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return err
+			return nil, err
 		}
 		if hdr.Typeflag == tar.TypeReg {
 			if _, err := io.WriteString(tw, files[n]); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := gz.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	out := filepath.Join(*dir, "v"+*version)
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
-	for _, arch := range []string{"x64", "arm64"} {
-		p := filepath.Join(out, fmt.Sprintf("actions-runner-linux-%s-%s.tar.gz", arch, *version))
-		if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-			return err
-		}
-	}
-	sum := sha256.Sum256(buf.Bytes())
-	fmt.Println(hex.EncodeToString(sum[:]))
-	return nil
+	return buf.Bytes(), nil
 }
 
 func serve(args []string) error {

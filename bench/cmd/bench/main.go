@@ -35,7 +35,7 @@ import (
 
 var (
 	runs    = flag.Int("runs", 3, "runs per measurement")
-	only    = flag.String("only", "", "comma-separated sections to run: matrix,compile,kaniko,size,worker,scale (default all)")
+	only    = flag.String("only", "", "comma-separated sections to run: matrix,compile,kaniko,size,worker,scale,compression (default all)")
 	out     = flag.String("out", "bench/RESULTS.md", "results file")
 	env     map[string]string
 	bin     string // our binaries and the contenders
@@ -85,6 +85,9 @@ func main() {
 	}
 	if want("scale") {
 		scaleBench()
+	}
+	if want("compression") {
+		compressionBench()
 	}
 	if err := os.WriteFile(*out, []byte(results.String()), 0o644); err != nil {
 		fail("%v", err)

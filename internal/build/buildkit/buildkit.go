@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
 	"github.com/runpod-workers/worker-github_runner/internal/registry"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 // DefaultSocket is buildkitd's default address when run as root.
@@ -62,7 +65,7 @@ type Options struct {
 // Capabilities: any number of builds at once, build secrets, named
 // contexts, the build context read from any folder.
 func (o Options) Capabilities() build.Capabilities {
-	return build.Capabilities{Name: "BuildKit", Secrets: true, NamedContexts: true}
+	return build.Capabilities{Name: "BuildKit", Secrets: true, NamedContexts: true, Attestations: true}
 }
 
 // Open is New: Options is a build.Backend.
@@ -274,6 +277,11 @@ func solveOpt(req *build.Request, ctxFS, dfFS fsutil.FS) client.SolveOpt {
 	if len(req.Secrets) > 0 {
 		opt.Session = append(opt.Session, secretsprovider.FromMap(req.Secrets))
 	}
+	// What buildx sends for --attest: attest:TYPE=type=TYPE,KEY=VALUE...
+	for _, a := range req.Attest {
+		opt.FrontendAttrs["attest:"+a.Type] = a.String()
+	}
+	vcsAttrs(opt.FrontendAttrs, req)
 	for _, spec := range req.Cache.From {
 		opt.CacheImports = append(opt.CacheImports, cacheEntry(spec, false))
 	}
@@ -283,11 +291,26 @@ func solveOpt(req *build.Request, ctxFS, dfFS fsutil.FS) client.SolveOpt {
 	return opt
 }
 
+// vcsAttrs are buildx's vcs:source and vcs:revision, which BuildKit puts
+// in the provenance: sent only when the image carries one.
+func vcsAttrs(attrs map[string]string, req *build.Request) {
+	if !slices.ContainsFunc(req.Attest, func(a variants.Attestation) bool { return a.Type == variants.AttestProvenance }) {
+		return
+	}
+	if req.VCS.Source != "" {
+		attrs["vcs:source"] = req.VCS.Source
+	}
+	if req.VCS.Revision != "" {
+		attrs["vcs:revision"] = req.VCS.Revision
+	}
+}
+
 // exportEntry pushes the image (by digest, or with its tags) or writes it
-// as an OCI layout.
+// as an OCI layout, its layers compressed as the variant says.
 func exportEntry(req *build.Request) client.ExportEntry {
 	v := req.Variant
 	export := client.ExportEntry{Attrs: map[string]string{}}
+	compressionAttrs(export.Attrs, v)
 	if req.Output.Kind() == build.OCILayoutKind {
 		export.Type = client.ExporterOCI
 		export.OutputDir = req.Output.Dir()
@@ -308,6 +331,26 @@ func exportEntry(req *build.Request) client.ExportEntry {
 		export.Attrs["registry.insecure"] = "true"
 	}
 	return export
+}
+
+// compressionAttrs are the exporter's layer compression attributes (both
+// the image and the OCI exporter take them): compression,
+// compression-level, force-compression, and OCI media types for zstd,
+// which Docker's media types cannot express.
+func compressionAttrs(attrs map[string]string, v *variants.Variant) {
+	if v.Compression == "" {
+		return
+	}
+	attrs["compression"] = v.Compression
+	if v.CompressionLevel != nil {
+		attrs["compression-level"] = strconv.Itoa(*v.CompressionLevel)
+	}
+	if v.ForceCompression {
+		attrs["force-compression"] = "true"
+	}
+	if v.Compression == variants.CompressionZstd {
+		attrs["oci-mediatypes"] = "true"
+	}
 }
 
 // cacheEntry turns a parsed cache spec into BuildKit's structured form:

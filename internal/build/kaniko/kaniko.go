@@ -30,6 +30,7 @@ import (
 	"github.com/runpod-workers/worker-github_runner/internal/build"
 	"github.com/runpod-workers/worker-github_runner/internal/platform"
 	"github.com/runpod-workers/worker-github_runner/internal/registry"
+	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
 
 // DefaultExecutor is where the Kaniko image (and ours) keeps the executor.
@@ -76,7 +77,7 @@ func (o Options) Capabilities() build.Capabilities {
 	if dir == "" {
 		dir = DefaultWorkDir
 	}
-	return build.Capabilities{Name: "Kaniko", MaxJobs: 1, ContextDir: filepath.Join(dir, "imagegen", "context")}
+	return build.Capabilities{Name: "Kaniko", MaxJobs: 1, ContextDir: filepath.Join(dir, "imagegen", "context"), Check: checkCompression}
 }
 
 // Open is New: Options is a build.Backend.
@@ -265,6 +266,13 @@ func (b *Builder) Args(req *build.Request) ([]string, error) {
 		args = append(args, "--cache=true", "--cache-repo="+repo)
 		pushed = append(pushed, repo)
 	}
+	if err := checkCompression(req); err != nil {
+		return nil, err
+	}
+	args = append(args, compressionArgs(v)...)
+	if err := CheckExtraArgs(b.o.ExtraArgs); err != nil {
+		return nil, err
+	}
 	if b.o.Force {
 		args = append(args, "--force")
 	}
@@ -287,6 +295,82 @@ func checkRequest(req *build.Request) (platform.Platform, error) {
 		return platform.Platform{}, fmt.Errorf("kaniko: variant %s: unsupported platform %.64q; use one of %s", v.Name, v.Platforms[0], strings.Join(platform.Names(), ", "))
 	}
 	return p, nil
+}
+
+// checkCompression refuses the layer compressions imagegen cannot get
+// from Kaniko: zstd (Kaniko writes it only on a base image with OCI media
+// types, and the docker tarball imagegen publishes cannot say a layer is
+// zstd), uncompressed layers and forced re-compression (Kaniko has
+// neither), and level 0 (Kaniko ignores levels below 1).
+func checkCompression(req *build.Request) error {
+	v := req.Variant
+	switch {
+	case v.Compression == variants.CompressionZstd:
+		return errors.New("kaniko cannot build zstd layers here (it writes zstd only on bases with OCI media types, which the docker tarball imagegen publishes cannot carry): build with BuildKit, or use compression = \"gzip\"")
+	case v.Compression != "" && v.Compression != variants.CompressionGzip:
+		return fmt.Errorf("kaniko cannot build %s layers (it always compresses them): build with BuildKit, or use compression = \"gzip\"", v.Compression)
+	case v.ForceCompression:
+		return errors.New("kaniko cannot re-compress the base image's layers (force_compression): build with BuildKit, or drop force_compression")
+	case v.CompressionLevel != nil && *v.CompressionLevel < 1:
+		return fmt.Errorf("kaniko ignores compression level %d (it applies 1 to 9): build with BuildKit, or set compression_level between 1 and 9", *v.CompressionLevel)
+	}
+	return nil
+}
+
+// compressionArgs are Kaniko's compression flags: none for its default
+// (gzip at gzip's default level).
+func compressionArgs(v *variants.Variant) []string {
+	if v.CompressionLevel == nil {
+		return nil
+	}
+	return []string{"--compression=gzip", fmt.Sprintf("--compression-level=%d", *v.CompressionLevel)}
+}
+
+// ownedFlags are the executor flags imagegen sets itself, or that would
+// change what it builds, from where, or where the image goes: an extra
+// argument may not set them (--compression* by prefix). Short forms too.
+var ownedFlags = []string{
+	"kaniko-dir", "dockerfile", "f", "context", "c", "context-sub-path", "bucket", "b", "git",
+	"custom-platform", "customPlatform", "target", "destination", "d", "no-push", "tar-path", "tarPath",
+	"digest-file", "image-name-with-digest-file", "oci-layout-path", "reproducible", "cleanup",
+	"cache", "cache-repo", "force",
+}
+
+// CheckExtraArgs refuses extra executor arguments that set a flag imagegen
+// owns (ownedFlags, --compression*, --build-arg=TARGETARCH): the variant
+// and imagegen's own flags say those. The error names the flag, never the
+// value.
+func CheckExtraArgs(args []string) error {
+	for i, a := range args {
+		if a == "--build-arg" && i+1 < len(args) { // --build-arg NAME=VALUE
+			a += "=" + args[i+1]
+		}
+		if flag := ownedFlag(a); flag != "" {
+			return fmt.Errorf("%s is set by imagegen (from variants.hcl and its own flags); it cannot be passed to Kaniko", flag)
+		}
+	}
+	return nil
+}
+
+// ownedFlag is the flag a sets, as given (--name or -x), if imagegen owns
+// it; else "".
+func ownedFlag(a string) string {
+	switch {
+	case strings.HasPrefix(a, "--"):
+		name, val, _ := strings.Cut(a[2:], "=")
+		switch {
+		case slices.Contains(ownedFlags, name), strings.HasPrefix(name, "compression"):
+			return "--" + name
+		case name == "build-arg" && (val == "TARGETARCH" || strings.HasPrefix(val, "TARGETARCH=")):
+			return "--build-arg=TARGETARCH"
+		}
+	case len(a) >= 2 && a[0] == '-':
+		// -dVALUE, -d=VALUE, -d VALUE: the first letter is the flag.
+		if short := a[1:2]; slices.Contains(ownedFlags, short) {
+			return "-" + short
+		}
+	}
+	return ""
 }
 
 // insecureArgs lets Kaniko use plain HTTP with the loopback registries
