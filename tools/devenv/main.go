@@ -203,13 +203,12 @@ func fakeRunner(args []string, stdout io.Writer) error {
 	dir := fs.String("dir", "", "mirror folder")
 	version := fs.String("version", "", "runner version")
 	listener := fs.String("listener", "", "a static linux/amd64 binary to ship as bin/Runner.Listener in the x64 tarball (the Go fake runner); default a shell stand-in")
-	listenerArm64 := fs.String("listener-arm64", "", "the same for the arm64 tarball; default the x64 tarball's listener")
+	// Never the x64 listener by default: on an amd64 host it would run
+	// natively inside an arm64 image and hide a missing emulation.
+	listenerArm64 := fs.String("listener-arm64", "", "a static linux/arm64 binary for the arm64 tarball; default a shell stand-in")
 	fs.Parse(args)
 	if *dir == "" || *version == "" {
 		return errors.New("fake-runner needs --dir and --version")
-	}
-	if *listenerArm64 == "" {
-		*listenerArm64 = *listener
 	}
 	out := filepath.Join(*dir, "v"+*version)
 	if err := os.MkdirAll(out, 0o755); err != nil {

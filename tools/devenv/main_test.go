@@ -165,6 +165,25 @@ func TestFakeRunnerTarballPerArchitecture(t *testing.T) {
 	}
 }
 
+// Without --listener-arm64 the arm64 tarball gets the shell stand-in, never
+// the x64 listener (which would run natively on an amd64 host inside an
+// arm64 image and hide a missing emulation).
+func TestFakeRunnerArm64NeverGetsTheX64Listener(t *testing.T) {
+	dir := t.TempDir()
+	x64 := filepath.Join(t.TempDir(), "listener")
+	os.WriteFile(x64, []byte("x64 listener"), 0o755)
+	if err := fakeRunner([]string{"--dir", dir, "--version", "9.9.9", "--listener", x64}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "v9.9.9", "actions-runner-linux-arm64-9.9.9.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tarFile(t, b, "./bin/Runner.Listener"); got != fakeRunnerFiles["bin/Runner.Listener"] {
+		t.Errorf("arm64 bin/Runner.Listener is %.40q, want the shell stand-in", got)
+	}
+}
+
 func tarFile(t *testing.T, tgz []byte, name string) string {
 	t.Helper()
 	gz, err := gzip.NewReader(bytes.NewReader(tgz))

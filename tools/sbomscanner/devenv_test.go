@@ -36,7 +36,9 @@ func TestBuildKitRunsTheScanner(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "context", "probe")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
+	// -buildvcs=false: the probe's main module then has no version stamped
+	// from the work tree (moduleLocator accepts one anyway).
+	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the scanner: %v\n%s", err, out)
@@ -85,11 +87,34 @@ func TestBuildKitRunsTheScanner(t *testing.T) {
 	for _, p := range doc.Packages {
 		for _, r := range p.ExternalRefs {
 			deb = deb || strings.HasPrefix(r.Locator, "pkg:deb/debian/dpkg@") && strings.Contains(r.Locator, "?arch=amd64")
-			gomod = gomod || r.Locator == "pkg:golang/github.com/runpod-workers/worker-github_runner" && p.SourceInfo == "/usr/local/bin/probe"
+			gomod = gomod || isModuleLocator(r.Locator, "github.com/runpod-workers/worker-github_runner") && p.SourceInfo == "/usr/local/bin/probe"
 		}
 	}
 	if !deb || !gomod {
 		t.Errorf("SBOM lists dpkg from the base: %v, the probe's Go module: %v (%d packages)", deb, gomod, len(doc.Packages))
+	}
+}
+
+// isModuleLocator tells whether purl names the Go module mod, at any
+// version or none (a build may stamp one from version control).
+func isModuleLocator(purl, mod string) bool {
+	rest, ok := strings.CutPrefix(purl, "pkg:golang/"+mod)
+	return ok && (rest == "" || rest[0] == '@')
+}
+
+func TestIsModuleLocator(t *testing.T) {
+	const mod = "github.com/runpod-workers/worker-github_runner"
+	for purl, want := range map[string]bool{
+		"pkg:golang/" + mod: true,
+		"pkg:golang/" + mod + "@v0.0.0-20261127121213-4964e6dfcf75+dirty": true,
+		"pkg:golang/" + mod + "@v1.2.0":                                   true,
+		"pkg:golang/" + mod + "/tools":                                    false,
+		"pkg:golang/" + mod + "-fork@v1.0.0":                              false,
+		"pkg:golang/example.com/" + mod:                                   false,
+	} {
+		if got := isModuleLocator(purl, mod); got != want {
+			t.Errorf("isModuleLocator(%q) = %v, want %v", purl, got, want)
+		}
 	}
 }
 

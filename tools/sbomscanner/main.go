@@ -30,8 +30,17 @@
 // Run by hand, `wgr-sbomscanner DIR` prints the statement for DIR.
 //
 // The file system is untrusted: files are opened through an os.Root (no
-// symbolic link leads outside it), and every read is bounded (see limits);
-// what a limit cut short is written into the document's comment.
+// symbolic link leads outside it), only regular files are opened, and every
+// read is bounded (see limits); what a limit cut short is written into the
+// document's comment and to stderr, every name from the file system quoted
+// (Go syntax) so none can forge a line. A Go module whose path or version
+// is not valid (golang.org/x/mod) is skipped with such a warning; one
+// replaced by a local directory is listed under its own path and version,
+// with a package comment naming the directory.
+//
+// documentNamespace is a digest of the whole document plus a random UUID
+// per run, so two images with the same packages get distinct namespaces;
+// with SOURCE_DATE_EPOCH set, the digest alone (a reproducible document).
 package main
 
 import (
@@ -55,9 +64,9 @@ func main() {
 
 func run(getenv func(string) string, args []string, stdout, stderr io.Writer) error {
 	src, dst := getenv("BUILDKIT_SCAN_SOURCE"), getenv("BUILDKIT_SCAN_DESTINATION")
-	created := creationTime(getenv("SOURCE_DATE_EPOCH"))
+	created, scanID := creationTime(getenv("SOURCE_DATE_EPOCH"))
 	if src == "" && dst == "" && len(args) == 1 && !strings.HasPrefix(args[0], "-") {
-		st, err := scanStatement(args[0], "sbom", created, stderr)
+		st, err := scanStatement(args[0], "sbom", created, scanID, stderr)
 		if err != nil {
 			return err
 		}
@@ -69,15 +78,15 @@ func run(getenv func(string) string, args []string, stdout, stderr io.Writer) er
 		return errors.New("usage: BuildKit sets BUILDKIT_SCAN_SOURCE and BUILDKIT_SCAN_DESTINATION " +
 			"(see BuildKit's SBOM scanning protocol); by hand: wgr-sbomscanner DIR")
 	}
-	if err := writeScan(src, dst, created, stderr); err != nil {
+	if err := writeScan(src, dst, created, scanID, stderr); err != nil {
 		return err
 	}
-	return scanExtras(getenv("BUILDKIT_SCAN_SOURCE_EXTRAS"), dst, created, stderr)
+	return scanExtras(getenv("BUILDKIT_SCAN_SOURCE_EXTRAS"), dst, created, scanID, stderr)
 }
 
 // scanExtras scans each file system in dir (other build stages); a dir that
 // is unset or absent means there are none.
-func scanExtras(dir, dst string, created time.Time, stderr io.Writer) error {
+func scanExtras(dir, dst string, created time.Time, scanID string, stderr io.Writer) error {
 	if dir == "" {
 		return nil
 	}
@@ -94,7 +103,7 @@ func scanExtras(dir, dst string, created time.Time, stderr io.Writer) error {
 	}
 	for _, e := range ents {
 		if e.IsDir() {
-			if err := writeScan(filepath.Join(dir, e.Name()), dst, created, stderr); err != nil {
+			if err := writeScan(filepath.Join(dir, e.Name()), dst, created, scanID, stderr); err != nil {
 				return err
 			}
 		}
@@ -103,12 +112,12 @@ func scanExtras(dir, dst string, created time.Time, stderr io.Writer) error {
 }
 
 // writeScan scans src and writes <basename of src>.spdx.json into dst.
-func writeScan(src, dst string, created time.Time, stderr io.Writer) error {
+func writeScan(src, dst string, created time.Time, scanID string, stderr io.Writer) error {
 	name := filepath.Base(filepath.Clean(src))
 	if name == "." || name == string(filepath.Separator) {
 		name = "sbom"
 	}
-	st, err := scanStatement(src, name, created, stderr)
+	st, err := scanStatement(src, name, created, scanID, stderr)
 	if err != nil {
 		return err
 	}
@@ -119,35 +128,39 @@ func writeScan(src, dst string, created time.Time, stderr io.Writer) error {
 	}
 	if err := json.NewEncoder(f).Encode(st); err != nil {
 		f.Close()
-		return fmt.Errorf("write %s: %w", out, err)
+		return fmt.Errorf("write %q: %w", out, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", out, err)
+		return fmt.Errorf("write %q: %w", out, err)
 	}
-	fmt.Fprintf(stderr, "wgr-sbomscanner: %s: %d packages -> %s\n", name, len(st.Predicate.Packages)-1, out)
+	fmt.Fprintf(stderr, "wgr-sbomscanner: %q: %d packages -> %q\n", name, len(st.Predicate.Packages)-1, out)
 	return nil
 }
 
-func scanStatement(src, name string, created time.Time, stderr io.Writer) (statement, error) {
+// scanStatement scans src; its warnings (file system names in them
+// quoted) go to stderr, one line each, the target's name quoted too.
+func scanStatement(src, name string, created time.Time, scanID string, stderr io.Writer) (statement, error) {
 	res, err := scan(src, defaultLimits)
 	if err != nil {
-		return statement{}, fmt.Errorf("scan %s: %w", name, err)
+		return statement{}, fmt.Errorf("scan %q: %w", name, err)
 	}
 	for _, w := range res.Warnings {
-		fmt.Fprintf(stderr, "wgr-sbomscanner: %s: %s\n", name, w)
+		fmt.Fprintf(stderr, "wgr-sbomscanner: %q: %s\n", name, w)
 	}
 	return statement{
 		Type:          inTotoStatementV1,
 		PredicateType: predicateSPDX,
 		Subject:       []any{},
-		Predicate:     newDocument(name, res, created),
+		Predicate:     newDocument(name, res, created, scanID),
 	}, nil
 }
 
-// creationTime honours SOURCE_DATE_EPOCH for reproducible documents.
-func creationTime(epoch string) time.Time {
+// creationTime honours SOURCE_DATE_EPOCH for reproducible documents: then
+// the scan has no identity of its own (""), and the document's namespace
+// depends on its content only. Otherwise each scan gets a random UUID.
+func creationTime(epoch string) (time.Time, string) {
 	if n, err := strconv.ParseInt(epoch, 10, 64); err == nil && n >= 0 {
-		return time.Unix(n, 0).UTC()
+		return time.Unix(n, 0).UTC(), ""
 	}
-	return time.Now().UTC()
+	return time.Now().UTC(), newScanID()
 }

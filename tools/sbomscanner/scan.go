@@ -11,6 +11,8 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -23,6 +25,7 @@ type pkg struct {
 	PURL    string
 	Source  string // where it was found, as a path in the target ("/var/lib/dpkg/status")
 	Parent  *pkg   // the Go main module a dependency belongs to
+	Note    string // the SPDX package comment, if any
 }
 
 type scanResult struct {
@@ -33,7 +36,7 @@ type scanResult struct {
 // limits bound a scan of a hostile root file system: memory, time and the
 // size of the document BuildKit stores (it refuses attestations over 80 MiB).
 type limits struct {
-	StatusBytes  int64 // one dpkg status file
+	StatusBytes  int64 // one dpkg status file, and all of status.d together
 	LineBytes    int   // one line of it
 	StatusFiles  int   // files in var/lib/dpkg/status.d
 	Packages     int   // packages in the document
@@ -42,6 +45,7 @@ type limits struct {
 	Binaries     int   // ELF files inspected
 	BinaryBytes  int64 // larger files are not inspected
 	ExtraTargets int   // entries of BUILDKIT_SCAN_SOURCE_EXTRAS
+	Warnings     int   // warnings listed
 }
 
 var defaultLimits = limits{
@@ -54,6 +58,7 @@ var defaultLimits = limits{
 	Binaries:     20000,
 	BinaryBytes:  2 << 30,
 	ExtraTargets: 256,
+	Warnings:     100,
 }
 
 // binaryDirs are where images keep executables; they are walked (symbolic
@@ -70,6 +75,11 @@ type scanner struct {
 	entries  int
 	binaries int
 	warned   map[string]bool
+	readDir  func(f *os.File, n int) ([]fs.DirEntry, error) // (*os.File).ReadDir; tests fake errors
+}
+
+func newScanner(r *os.Root, lim limits) *scanner {
+	return &scanner{root: r, lim: lim, warned: map[string]bool{}, readDir: (*os.File).ReadDir}
 }
 
 // scan lists the dpkg packages and Go modules of the root file system at
@@ -81,19 +91,46 @@ func scan(dir string, lim limits) (scanResult, error) {
 		return scanResult{}, fmt.Errorf("open the file system to scan: %w", err)
 	}
 	defer r.Close()
-	s := &scanner{root: r, lim: lim, warned: map[string]bool{}}
+	s := newScanner(r, lim)
 	s.dpkg()
 	s.goBinaries()
 	sortPackages(s.res.Packages)
 	return s.res, nil
 }
 
+// warn records a warning once per key. Paths and other strings from the
+// file system go in quoted (quote), so none can forge a line of the log or
+// of the document's comment.
 func (s *scanner) warn(key, format string, a ...any) {
 	if s.warned[key] {
 		return
 	}
 	s.warned[key] = true
-	s.res.Warnings = append(s.res.Warnings, fmt.Sprintf(format, a...))
+	switch n := len(s.res.Warnings); {
+	case n < s.lim.Warnings:
+		s.res.Warnings = append(s.res.Warnings, fmt.Sprintf(format, a...))
+	case n == s.lim.Warnings:
+		s.res.Warnings = append(s.res.Warnings, fmt.Sprintf("more than %d warnings: the rest are not listed", s.lim.Warnings))
+	}
+}
+
+// quote is a name from the scanned file system as it goes into a warning
+// ("/" prefixed for a path in it): Go-quoted, control characters escaped.
+// Names longer than 1 KiB are cut.
+func quote(name string) string {
+	if len(name) > 1024 {
+		return strconv.Quote(name[:1024]) + "..."
+	}
+	return strconv.Quote(name)
+}
+
+// cause is err without the path an *fs.PathError repeats unquoted.
+func cause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func (s *scanner) add(p pkg) bool {
@@ -105,23 +142,48 @@ func (s *scanner) add(p pkg) bool {
 	return true
 }
 
-// openRegular opens name for reading if it is a regular file. O_NONBLOCK
-// keeps a FIFO planted in the file system from blocking the scan.
+// openRegular opens name for reading if it is a regular file; the error
+// does not repeat name. Its type is checked before it is opened (opening a
+// device can have effects) and again after (it may have been replaced in
+// between); O_NONBLOCK keeps a FIFO swapped in from blocking the scan.
+// Symbolic links are followed inside the root (/etc/os-release is one).
 func (s *scanner) openRegular(name string) (*os.File, int64, error) {
-	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	st, err := s.root.Stat(name)
 	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
+		return nil, 0, cause(err)
 	}
 	if !st.Mode().IsRegular() {
+		return nil, 0, notRegular(st.Mode())
+	}
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, 0, cause(err)
+	}
+	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("%s is not a regular file (%s)", name, st.Mode().Type())
+		if err != nil {
+			return nil, 0, cause(err)
+		}
+		return nil, 0, notRegular(st.Mode())
 	}
 	return f, st.Size(), nil
+}
+
+func notRegular(m fs.FileMode) error {
+	kind := "special file"
+	switch {
+	case m&fs.ModeDir != 0:
+		kind = "directory"
+	case m&fs.ModeNamedPipe != 0:
+		kind = "named pipe"
+	case m&fs.ModeSocket != 0:
+		kind = "socket"
+	case m&fs.ModeCharDevice != 0:
+		kind = "character device"
+	case m&fs.ModeDevice != 0:
+		kind = "block device"
+	}
+	return fmt.Errorf("not a regular file (%s)", kind)
 }
 
 // distro is the purl namespace of the file system's dpkg packages.
@@ -145,39 +207,67 @@ func (s *scanner) distro() string {
 
 func (s *scanner) dpkg() {
 	distro := s.distro()
-	s.statusFile("var/lib/dpkg/status", distro)
-	d, err := s.root.Open("var/lib/dpkg/status.d") // distroless images: one file per package
+	if _, err := s.statusFile("var/lib/dpkg/status", distro, s.lim.StatusBytes); errors.Is(err, errStatusCut) {
+		s.warn("status", "\"/var/lib/dpkg/status\": larger than %d bytes: the packages after that are not listed", s.lim.StatusBytes)
+	}
+	s.statusD(distro)
+}
+
+// statusD reads the files of var/lib/dpkg/status.d (distroless images: one
+// per package) in name order, StatusBytes of them in total.
+func (s *scanner) statusD(distro string) {
+	const dir = "var/lib/dpkg/status.d"
+	d, err := s.root.Open(dir)
 	if err != nil {
 		return
 	}
-	defer d.Close()
 	names, err := d.Readdirnames(s.lim.StatusFiles + 1)
+	d.Close()
 	if len(names) > s.lim.StatusFiles {
-		s.warn("status.d", "/var/lib/dpkg/status.d has more than %d files: only %d are read", s.lim.StatusFiles, s.lim.StatusFiles)
+		s.warn("status.d", "\"/%s\" has more than %d files: only %d are read", dir, s.lim.StatusFiles, s.lim.StatusFiles)
 		names = names[:s.lim.StatusFiles]
 	} else if err != nil && !errors.Is(err, io.EOF) {
-		s.warn("status.d-read", "/var/lib/dpkg/status.d: %v", err)
+		s.warn("status.d-read", "\"/%s\" not read to the end: %v", dir, cause(err))
 	}
+	slices.Sort(names)
+	budget := s.lim.StatusBytes
 	for _, n := range names {
-		if !strings.HasSuffix(n, ".md5sums") {
-			s.statusFile(path.Join("var/lib/dpkg/status.d", n), distro)
+		if strings.HasSuffix(n, ".md5sums") {
+			continue
+		}
+		if budget <= 0 {
+			s.warn("status.d-total", "\"/%s\" holds more than %d bytes: the files from %s on are not read", dir, s.lim.StatusBytes, quote(n))
+			return
+		}
+		read, err := s.statusFile(path.Join(dir, n), distro, budget)
+		if budget -= read; errors.Is(err, errStatusCut) {
+			s.warn("status.d-total", "\"/%s\" holds more than %d bytes: the packages after that (in %s) are not listed", dir, s.lim.StatusBytes, quote(n))
+			return
 		}
 	}
 }
 
-func (s *scanner) statusFile(name, distro string) {
+// errStatusCut: a status file was read up to its limit, not to its end.
+var errStatusCut = errors.New("status file cut short")
+
+// statusFile lists the packages of a status file, reading at most max
+// bytes. It warns of every problem but a cut (errStatusCut: the caller
+// knows which limit it set), and returns the bytes read.
+func (s *scanner) statusFile(name, distro string, max int64) (int64, error) {
 	f, _, err := s.openRegular(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return
+		return 0, nil
 	}
 	if err != nil {
-		s.warn(name, "/%s not read: %v", name, err)
-		return
+		s.warn(name, "%s not read: %v", quote("/"+name), err)
+		return 0, nil
 	}
 	defer f.Close()
-	if err := s.parseStatus(f, "/"+name, distro); err != nil {
-		s.warn(name, "/%s: %v", name, err)
+	read, err := s.parseStatus(f, "/"+name, distro, max)
+	if err != nil && !errors.Is(err, errStatusCut) {
+		s.warn(name, "%s: %v", quote("/"+name), err)
 	}
+	return read, err
 }
 
 var (
@@ -188,9 +278,11 @@ var (
 
 // parseStatus reads dpkg's status format: stanzas of "Field: value" lines
 // separated by blank lines. Installed packages are listed; a stanza whose
-// fields are not a Debian package name and version is skipped.
-func (s *scanner) parseStatus(r io.Reader, source, distro string) error {
-	lr := &io.LimitedReader{R: r, N: s.lim.StatusBytes + 1}
+// fields are not a Debian package name and version is skipped. It reads at
+// most max bytes (errStatusCut if there are more), and returns how many.
+func (s *scanner) parseStatus(r io.Reader, source, distro string, max int64) (read int64, err error) {
+	lr := &io.LimitedReader{R: r, N: max + 1}
+	defer func() { read = min(max, max+1-lr.N) }()
 	sc := bufio.NewScanner(lr)
 	sc.Buffer(make([]byte, 0, 64<<10), s.lim.LineBytes)
 	fields := map[string]string{}
@@ -213,7 +305,7 @@ func (s *scanner) parseStatus(r io.Reader, source, distro string) error {
 		l := sc.Bytes()
 		if len(bytes.TrimSpace(l)) == 0 {
 			if !flush() {
-				return nil
+				return 0, nil
 			}
 			continue
 		}
@@ -228,16 +320,16 @@ func (s *scanner) parseStatus(r io.Reader, source, distro string) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("line %d: %w (limit %d bytes); the packages after it are not listed", line+1, err, s.lim.LineBytes)
+		return 0, fmt.Errorf("line %d: %w (limit %d bytes); the packages after it are not listed", line+1, err, s.lim.LineBytes)
 	}
 	if lr.N == 0 {
-		return fmt.Errorf("larger than %d bytes: the packages after that are not listed", s.lim.StatusBytes)
+		return 0, errStatusCut
 	}
 	flush()
 	if skipped > 0 {
-		return fmt.Errorf("%d stanzas without a valid package name or version skipped", skipped)
+		return 0, fmt.Errorf("%d stanzas without a valid package name or version skipped", skipped)
 	}
-	return nil
+	return 0, nil
 }
 
 // installed reads dpkg's "want flag status" triple; a stanza without one
@@ -266,44 +358,57 @@ func (s *scanner) goBinaries() {
 // directory in batches so a directory of millions of entries costs no more
 // memory than a small one. It reports false once the entry limit is hit.
 func (s *scanner) walk(dir string) bool {
-	type item struct {
-		path  string
-		depth int
-	}
-	stack := []item{{dir, 0}}
+	stack := []walkItem{{dir, 0}}
 	for len(stack) > 0 {
 		it := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		f, err := s.root.Open(it.path)
-		if err != nil {
-			s.warn("open "+it.path, "/%s not read: %v", it.path, err)
-			continue
+		var ok bool
+		if stack, ok = s.walkDir(it, stack); !ok {
+			return false
 		}
-		for {
-			ents, err := f.ReadDir(256)
-			for _, e := range ents {
-				if s.entries++; s.entries > s.lim.Entries {
-					f.Close()
-					s.warn("entries", "more than %d files under the binary folders: the rest are not inspected", s.lim.Entries)
-					return false
-				}
-				p := path.Join(it.path, e.Name())
-				switch {
-				case e.IsDir() && it.depth < s.lim.Depth:
-					stack = append(stack, item{p, it.depth + 1})
-				case e.IsDir():
-					s.warn("depth", "folders nested deeper than %d levels (/%s) are not inspected", s.lim.Depth, p)
-				case e.Type().IsRegular():
-					s.inspect(p)
-				} // symbolic links, devices, FIFOs: never followed or opened
-			}
-			if err != nil {
-				break
-			}
-		}
-		f.Close()
 	}
 	return true
+}
+
+type walkItem struct {
+	path  string
+	depth int
+}
+
+// walkDir inspects the files of one directory and pushes its folders onto
+// stack; a directory that cannot be read to its end is reported.
+func (s *scanner) walkDir(it walkItem, stack []walkItem) ([]walkItem, bool) {
+	f, err := s.root.Open(it.path)
+	if err != nil {
+		s.warn("open "+it.path, "%s not read: %v", quote("/"+it.path), cause(err))
+		return stack, true
+	}
+	defer f.Close()
+	for {
+		ents, err := s.readDir(f, 256)
+		for _, e := range ents {
+			if s.entries++; s.entries > s.lim.Entries {
+				s.warn("entries", "more than %d files under the binary folders: the rest are not inspected", s.lim.Entries)
+				return stack, false
+			}
+			p := path.Join(it.path, e.Name())
+			switch {
+			case e.IsDir() && it.depth < s.lim.Depth:
+				stack = append(stack, walkItem{p, it.depth + 1})
+			case e.IsDir():
+				s.warn("depth", "folders nested deeper than %d levels (%s) are not inspected", s.lim.Depth, quote("/"+p))
+			case e.Type().IsRegular():
+				s.inspect(p)
+			} // symbolic links, devices, FIFOs: never followed or opened
+		}
+		if errors.Is(err, io.EOF) {
+			return stack, true
+		}
+		if err != nil {
+			s.warn("read "+it.path, "%s not read to the end: %v", quote("/"+it.path), cause(err))
+			return stack, true
+		}
+	}
 }
 
 var elfMagic = []byte("\x7fELF")
@@ -321,7 +426,7 @@ func (s *scanner) inspect(name string) {
 		return
 	}
 	if size > s.lim.BinaryBytes {
-		s.warn("big "+name, "/%s not inspected: larger than %d bytes", name, s.lim.BinaryBytes)
+		s.warn("big "+name, "%s not inspected: larger than %d bytes", quote("/"+name), s.lim.BinaryBytes)
 		return
 	}
 	if s.binaries++; s.binaries > s.lim.Binaries {
@@ -336,19 +441,5 @@ func (s *scanner) inspect(name string) {
 		s.warn("packages", "more than %d packages: the rest are not listed", s.lim.Packages)
 		return
 	}
-	src := "/" + name
-	mainPath, mainVersion := bi.Main.Path, bi.Main.Version
-	if mainPath == "" {
-		mainPath = bi.Path // built from files, not a module
-	}
-	mod := pkg{Kind: "golang", Name: mainPath, Version: mainVersion, Source: src, PURL: goPURL(mainPath, mainVersion)}
-	s.add(mod)
-	s.add(pkg{Kind: "golang", Name: "stdlib", Version: bi.GoVersion, Source: src, Parent: &mod,
-		PURL: goPURL("stdlib", strings.TrimPrefix(bi.GoVersion, "go"))})
-	for _, d := range bi.Deps {
-		if d.Replace != nil {
-			d = d.Replace
-		}
-		s.add(pkg{Kind: "golang", Name: d.Path, Version: d.Version, Source: src, Parent: &mod, PURL: goPURL(d.Path, d.Version)})
-	}
+	s.goModules(bi, "/"+name)
 }

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -121,9 +124,10 @@ func TestScanListsDpkgPackagesAndGoModules(t *testing.T) {
 func TestScanUsesUbuntuNamespace(t *testing.T) {
 	root := t.TempDir()
 	writeFiles(t, root, map[string]string{
-		"etc/os-release":      "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\n",
+		"run/os-release":      "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\n",
 		"var/lib/dpkg/status": statusFixture,
 	})
+	mkLink(t, "../run/os-release", filepath.Join(root, "etc/os-release")) // a link, as in Debian and Ubuntu
 	res, err := scan(root, defaultLimits)
 	if err != nil {
 		t.Fatal(err)
@@ -189,15 +193,15 @@ func TestScanHostileFileSystems(t *testing.T) {
 			writeFiles(t, outside, map[string]string{"status": "Package: hostpkg\nStatus: install ok installed\nVersion: 1\n"})
 			rel, _ := filepath.Rel(filepath.Join(root, "var/lib/dpkg"), filepath.Join(outside, "status"))
 			mkLink(t, rel, filepath.Join(root, "var/lib/dpkg/status"))
-		}, defaultLimits, "/var/lib/dpkg/status not read", noPackages},
+		}, defaultLimits, `"/var/lib/dpkg/status" not read`, noPackages},
 		{"status links outside the root (absolute)", func(t *testing.T, root, outside string) {
 			writeFiles(t, outside, map[string]string{"status": "Package: hostpkg\nStatus: install ok installed\nVersion: 1\n"})
 			mkLink(t, filepath.Join(outside, "status"), filepath.Join(root, "var/lib/dpkg/status"))
-		}, defaultLimits, "/var/lib/dpkg/status not read", noPackages},
+		}, defaultLimits, `"/var/lib/dpkg/status" not read`, noPackages},
 		{"status is a symlink loop", func(t *testing.T, root, _ string) {
 			mkLink(t, "status.a", filepath.Join(root, "var/lib/dpkg/status"))
 			mkLink(t, "status", filepath.Join(root, "var/lib/dpkg/status.a"))
-		}, defaultLimits, "/var/lib/dpkg/status not read", noPackages},
+		}, defaultLimits, `"/var/lib/dpkg/status" not read`, noPackages},
 		{"status is a FIFO", func(t *testing.T, root, _ string) {
 			os.MkdirAll(filepath.Join(root, "var/lib/dpkg"), 0o755)
 			if err := syscall.Mkfifo(filepath.Join(root, "var/lib/dpkg/status"), 0o644); err != nil {
@@ -245,6 +249,15 @@ func TestScanHostileFileSystems(t *testing.T) {
 		{"deep folders", func(t *testing.T, root, _ string) {
 			os.MkdirAll(filepath.Join(root, "opt/1/2/3/4/5/6/7/8"), 0o755)
 		}, small, "deeper than 3 levels", nil},
+		{"more warnings than the limit", func(t *testing.T, root, _ string) {
+			for i := range 10 {
+				os.MkdirAll(filepath.Join(root, "var/lib/dpkg/status.d", fmt.Sprint(i)), 0o755)
+			}
+		}, limits{StatusBytes: 4096, LineBytes: 256, StatusFiles: 100, Warnings: 3}, "more than 3 warnings: the rest are not listed", func(t *testing.T, res scanResult) {
+			if len(res.Warnings) != 4 {
+				t.Errorf("want 3 warnings and a last one saying so, got %q", res.Warnings)
+			}
+		}},
 		{"more files than the limit", func(t *testing.T, root, _ string) {
 			files := map[string]string{}
 			for i := range 100 {
@@ -299,7 +312,7 @@ func TestDocumentIsConsistentSPDX(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	doc := newDocument("sbom", res, created)
+	doc := newDocument("sbom", res, created, "")
 	if doc.SPDXVersion != "SPDX-2.3" || doc.DataLicense != "CC0-1.0" || doc.CreationInfo.Created != "2026-11-27T12:00:00Z" {
 		t.Errorf("header: %+v", doc)
 	}
@@ -329,7 +342,7 @@ func TestDocumentIsConsistentSPDX(t *testing.T) {
 	if describes != 1 {
 		t.Errorf("want one DESCRIBES relationship, got %d", describes)
 	}
-	if again := newDocument("sbom", res, created); again.DocumentNamespace != doc.DocumentNamespace {
+	if again := newDocument("sbom", res, created, ""); again.DocumentNamespace != doc.DocumentNamespace {
 		t.Errorf("the namespace is not stable: %s, %s", doc.DocumentNamespace, again.DocumentNamespace)
 	}
 }
@@ -401,7 +414,7 @@ func TestRunWithoutExtrasAndWithoutEnvironment(t *testing.T) {
 		t.Errorf("without the protocol's variables: %v, want a usage error naming them", err)
 	}
 	env = map[string]string{"BUILDKIT_SCAN_SOURCE": filepath.Join(dir, "missing"), "BUILDKIT_SCAN_DESTINATION": out}
-	if err := run(func(k string) string { return env[k] }, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "scan missing") {
+	if err := run(func(k string) string { return env[k] }, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), `scan "missing"`) {
 		t.Errorf("a missing source: %v, want an error naming it", err)
 	}
 }
@@ -415,5 +428,152 @@ func TestRunByHandPrintsTheStatement(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), `"referenceLocator": "pkg:deb/debian/libc6@2.36-9+deb12u10?arch=amd64"`) {
 		t.Errorf("stdout: %.300s", stdout.String())
+	}
+}
+
+// A file or folder name is data from the image: printed or written into the
+// document, it must not forge a log line of its own.
+func TestWarningsQuotePaths(t *testing.T) {
+	const evil = "x\nwgr-sbomscanner: all good"
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "var/lib/dpkg/status.d"), 0o755)
+	if err := syscall.Mkfifo(filepath.Join(root, "var/lib/dpkg/status.d", evil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "usr/bin", evil, "a/b"), 0o755)
+
+	lim := defaultLimits
+	lim.Depth = 1
+	res := scanWithin(t, 20*time.Second, root, lim)
+	w := strings.Join(res.Warnings, "\n")
+	for _, want := range []string{`"/var/lib/dpkg/status.d/x\nwgr-sbomscanner: all good"`, `"/usr/bin/x\nwgr-sbomscanner: all good/a"`} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings %q do not name %s", w, want)
+		}
+	}
+
+	var stdout, stderr bytes.Buffer
+	if err := run(func(string) string { return "" }, []string{root}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ Predicate struct{ Comment string } }
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	for what, text := range map[string]string{"stderr": stderr.String(), "the document's comment": st.Predicate.Comment} {
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "wgr-sbomscanner: all good") {
+				t.Errorf("%s has a forged line: %q", what, text)
+			}
+		}
+	}
+}
+
+// listenUnix makes a Unix socket file at p (a path too long for a socket
+// address is fine: it is bound elsewhere, then moved).
+func listenUnix(t *testing.T, p string) {
+	t.Helper()
+	short, err := os.MkdirTemp("", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(short)
+	l, err := net.Listen("unix", filepath.Join(short, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	t.Cleanup(func() { l.Close() })
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.Rename(filepath.Join(short, "s"), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Opening a device can have effects (a tape rewinds, a terminal becomes
+// the controlling one): only regular files are opened. Opening a socket
+// fails with ENXIO, which shows whether it was tried.
+func TestScanDoesNotOpenSpecialFiles(t *testing.T) {
+	root := t.TempDir()
+	listenUnix(t, filepath.Join(root, "var/lib/dpkg/status"))
+	listenUnix(t, filepath.Join(root, "var/lib/dpkg/status.d/sock"))
+	res := scanWithin(t, 20*time.Second, root, defaultLimits)
+	w := strings.Join(res.Warnings, "\n")
+	if strings.Contains(w, "no such device") || strings.Count(w, "not a regular file (socket)") != 2 {
+		t.Errorf("warnings %q, want two sockets reported as not regular files, never opened", w)
+	}
+}
+
+func TestWalkReportsDirectoryReadErrors(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{"usr/bin/a": "x", "usr/bin/b": "x"})
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s := newScanner(r, defaultLimits)
+	s.readDir = func(f *os.File, n int) ([]fs.DirEntry, error) {
+		ents, _ := f.ReadDir(1)
+		return ents, syscall.EIO
+	}
+	s.goBinaries()
+	if w := strings.Join(s.res.Warnings, "\n"); !strings.Contains(w, `"/usr/bin" not read to the end: input/output error`) {
+		t.Errorf("warnings %q, want the read error of /usr/bin", w)
+	}
+}
+
+// SPDX wants a namespace unique per document: two images with the same
+// packages must not share one, nor two documents that differ in anything.
+func TestDocumentNamespaceIsUniquePerDocument(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	writeFiles(t, a, map[string]string{"var/lib/dpkg/status": statusFixture})
+	writeFiles(t, b, map[string]string{"var/lib/dpkg/status": statusFixture, "var/lib/dpkg/status.d/x": "Package: ../bad\nVersion: 1\n"})
+	namespace := func(root, epoch string) string {
+		t.Helper()
+		var stdout bytes.Buffer
+		if err := run(func(k string) string { return map[string]string{"SOURCE_DATE_EPOCH": epoch}[k] }, []string{root}, &stdout, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Predicate struct{ DocumentNamespace string }
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(st.Predicate.DocumentNamespace, "https://github.com/runpod-workers/worker-github_runner/sbomscanner/sbom-") {
+			t.Errorf("namespace %q", st.Predicate.DocumentNamespace)
+		}
+		return st.Predicate.DocumentNamespace
+	}
+	if x, y := namespace(a, ""), namespace(a, ""); x == y {
+		t.Errorf("two scans without SOURCE_DATE_EPOCH share the namespace %s", x)
+	}
+	if x, y := namespace(a, "1764244800"), namespace(a, "1764244800"); x != y {
+		t.Errorf("with SOURCE_DATE_EPOCH the same file system gives two namespaces: %s, %s", x, y)
+	}
+	if x, y := namespace(a, "1764244800"), namespace(a, "1764244801"); x == y {
+		t.Errorf("documents created at different times share the namespace %s", x)
+	}
+	if x, y := namespace(a, "1764244800"), namespace(b, "1764244800"); x == y {
+		t.Errorf("documents with different comments share the namespace %s", x)
+	}
+}
+
+func TestScanBoundsTheTotalOfStatusD(t *testing.T) {
+	root := t.TempDir()
+	files := map[string]string{}
+	for i := range 10 {
+		files[fmt.Sprintf("var/lib/dpkg/status.d/p%d", i)] = fmt.Sprintf("Package: p%d\nVersion: 1\nDescription: x\n%s\n", i, strings.Repeat(" filler line\n", 75))
+	}
+	writeFiles(t, root, files)
+	lim := defaultLimits
+	lim.StatusBytes = 4096
+	res := scanWithin(t, 20*time.Second, root, lim)
+	if n := len(res.Packages); n == 0 || n > 5 {
+		t.Errorf("%d packages from 10 files of ~1000 bytes, want at most the first 4096 bytes' worth", n)
+	}
+	if w := strings.Join(res.Warnings, "\n"); !strings.Contains(w, `"/var/lib/dpkg/status.d" holds more than 4096 bytes`) {
+		t.Errorf("warnings %q, want the total limit reported", w)
 	}
 }

@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,8 +15,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// compressionBench: the cpu image built with gzip (the default) and with
-// zstd + force_compression, then for each its compressed size and the time
+// compressionBench: the cpu image built with gzip and with zstd, both with
+// force_compression (every layer, the base's too, compressed by BuildKit at
+// its default level: devenv's stand-in base is pushed at gzip level 1, which
+// a gzip row reusing it would carry), then for each its compressed size and the time
 // a real puller (containerd, started fresh for every pull) takes to fetch
 // and unpack it from the local registry: a RunPod worker's cold start.
 func compressionBench() {
@@ -25,15 +27,7 @@ func compressionBench() {
 	ctxDir := filepath.Join(work, "compression-ctx")
 	prepareContext(ctxDir, "bench-compression")
 	reg := fmt.Sprintf("%s/bench-compression-%d", env["WGR_REGISTRY"], time.Now().UnixNano())
-	kinds := []struct {
-		name, label string
-		sets        []string
-		exporter    string // buildctl's exporter attributes for the synthetic image
-	}{
-		{"gzip", "gzip (default)", nil, "compression=gzip"},
-		{"zstd", "zstd, force_compression", []string{"--set", "cpu.compression=zstd", "--set", "cpu.force_compression=true"},
-			"compression=zstd,force-compression=true,oci-mediatypes=true"},
-	}
+	kinds := compressionKinds()
 	goroot, _ := sh(nil, "go", "env", "GOROOT")
 	goroot = strings.TrimSpace(goroot)
 	var rows []compressionRow
@@ -67,6 +61,21 @@ func compressionBench() {
 		}
 	}
 	writeCompressionResults(rows)
+}
+
+type compressionKind struct {
+	name, label string
+	sets        []string // imagegen's options
+	exporter    string   // buildctl's exporter attributes for the synthetic image
+}
+
+func compressionKinds() []compressionKind {
+	return []compressionKind{
+		{"gzip", "gzip, force_compression", []string{"--set", "cpu.compression=gzip", "--set", "cpu.force_compression=true"},
+			"compression=gzip,force-compression=true"},
+		{"zstd", "zstd, force_compression", []string{"--set", "cpu.compression=zstd", "--set", "cpu.force_compression=true"},
+			"compression=zstd,force-compression=true,oci-mediatypes=true"},
+	}
 }
 
 type compressionRow struct {
@@ -123,6 +132,7 @@ func ensureContainerd() {
 type containerd struct {
 	dir, sock string
 	cmd       *exec.Cmd
+	done      func() // unregisters the cleanup that stops it
 }
 
 // startContainerd starts a containerd of the bench's own: its own root,
@@ -133,9 +143,8 @@ func startContainerd() *containerd {
 		fail("%v", err)
 	}
 	c := &containerd{dir: dir, sock: filepath.Join(dir, "c.sock")}
-	cfg := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n",
-		filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc")
-	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644)
+	c.done = atCleanup(func() { os.RemoveAll(dir) })
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(containerdConfig(dir)), 0o644)
 	logFile, err := os.Create(filepath.Join(dir, "containerd.log"))
 	if err != nil {
 		fail("%v", err)
@@ -145,6 +154,8 @@ func startContainerd() *containerd {
 	if err := c.cmd.Start(); err != nil {
 		fail("start containerd: %v", err)
 	}
+	c.done()
+	c.done = atCleanup(func() { c.stop() })
 	logFile.Close()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, _, err := try(nil, "ctr", "--address", c.sock, "version"); err == nil {
@@ -156,6 +167,14 @@ func startContainerd() *containerd {
 			fail("containerd did not start in 30s:\n%s", tail(string(b), 20))
 		}
 	}
+}
+
+// containerdConfig is the configuration of a containerd whose files all
+// live under dir.
+func containerdConfig(dir string) string {
+	sock := filepath.Join(dir, "c.sock")
+	return fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q\n",
+		filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "opt"))
 }
 
 // pull times ctr's pull, which fetches every blob and unpacks every layer
@@ -176,6 +195,7 @@ func (c *containerd) pull(ref string, layers int) time.Duration {
 // stop ends this containerd (by its own process), removes its folder and
 // reports the CPU time it used.
 func (c *containerd) stop() time.Duration {
+	c.done()
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { c.cmd.Wait(); close(done) }()
@@ -193,10 +213,43 @@ func (c *containerd) stop() time.Duration {
 		}
 	}
 	os.RemoveAll(c.dir)
+	if c.cmd.ProcessState == nil { // waited for elsewhere (an interrupted bench)
+		return 0
+	}
 	return c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()
 }
 
 func writeCompressionResults(rows []compressionRow) {
+	if !strings.HasSuffix(results.String(), "\n\n") {
+		results.WriteString("\n")
+	}
+	fmt.Fprintf(&results, "## 7. Layer compression: gzip against zstd, the cpu image (measured %s, %d runs)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *runs)
+	results.WriteString(compressionMethod())
+	results.WriteString("| image | compression | layers | compressed MB | uncompressed MB | pull and unpack (s) | containerd CPU (s) |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&results, "| %s | %s | %d | %.1f | %.1f | %.2f (%s) | %.2f (%s) |\n", r.image, r.kind, r.layers, float64(r.compressed)/1e6, float64(r.uncompressed)/1e6, r.pull.median(), r.pull.spread(), r.cpu.median(), r.cpu.spread())
+	}
+	results.WriteString("\n")
+	half := len(rows) / 2 // gzip's rows, then zstd's
+	for i := 0; i < half; i++ {
+		g, z := rows[i], rows[i+half]
+		pull, cpu := paired(g.pull, z.pull), paired(g.cpu, z.cpu)
+		fmt.Fprintf(&results, "- %s, zstd/gzip: size %.2f (%.1f MB less to transfer); pull and unpack, paired by run: median %.2f (%s), %s; containerd CPU, paired by run: median %.2f (%s), %s.\n",
+			g.image, float64(z.compressed)/float64(g.compressed), float64(g.compressed-z.compressed)/1e6,
+			pull.median(), pull.spread(), verdict(pull), cpu.median(), cpu.spread(), verdict(cpu))
+	}
+	if half == 2 {
+		dg, dz := rows[1].cpu.median()-rows[0].cpu.median(), rows[3].cpu.median()-rows[2].cpu.median()
+		fmt.Fprintf(&results, "\nThe synthetic layer (%.1f MB uncompressed) adds %.1f s of containerd CPU with gzip and %.1f s with zstd (difference of the medians).\n",
+			float64(rows[1].uncompressed-rows[0].uncompressed)/1e6, dg, dz)
+	}
+	results.WriteString("\nThe runner here is the small fake tarball, so the cpu rows hold the Debian stand-in base, the apt packages, Kaniko and the worker, but not the real runner's ~211 MB of .NET (thousands of files): the real image is larger and its largest layer compresses differently. The synthetic rows add the Go toolchain folder (GOROOT: binaries, archives and sources, " +
+		"a mix closer to the runner's than the fake is) as one more layer, clearly not the runner itself. The registry is on loopback, so the times are mostly containerd's own work on this machine's 2 cores, shared with other work at the time, hence the spread; a RunPod host pulling from a remote registry also pays transfer, which scales with the compressed size.\n\n")
+}
+
+// compressionMethod is the section's paragraph on what was built and how
+// it was measured.
+func compressionMethod() string {
 	v, _, _ := try(nil, "containerd", "--version")
 	f := strings.Fields(v)
 	ctdVersion := "containerd"
@@ -207,31 +260,38 @@ func writeCompressionResults(rows []compressionRow) {
 	if _, err := exec.LookPath("unpigz"); err == nil {
 		gunzip = "unpigz (containerd uses it when it is on PATH)"
 	}
-	if !strings.HasSuffix(results.String(), "\n\n") {
-		results.WriteString("\n")
-	}
-	results.WriteString("## 7. Layer compression: gzip against zstd, the cpu image\n\n")
-	fmt.Fprintf(&results, "The cpu variant built by `imagegen build cpu --push`, once as variants.hcl has it (gzip) and once with `--set cpu.compression=zstd --set cpu.force_compression=true` (BuildKit's `compression=zstd,force-compression=true`: the base's layers are recompressed too). Size: the manifest's layers plus its config, MB (10^6 bytes) as pushed; uncompressed: the layers' tar streams. Pull and unpack: `ctr images pull --plain-http --snapshotter overlayfs` (%s, Debian's package) from the local registry into a containerd started fresh for every pull (its own root and socket under /tmp, so nothing is cached), which fetches every blob and unpacks every layer; seconds, wall clock, %d runs, the rows alternating who goes first. Containerd CPU: the user and system time of that containerd process from start to stop (ctr itself fetches the blobs and streams them to it; containerd writes, verifies, decompresses and unpacks them). Gzip is decompressed by %s. Reproduce: `bench/run --runs %d --only compression`.\n\n", ctdVersion, *runs, gunzip, *runs)
-	results.WriteString("| image | compression | layers | compressed MB | uncompressed MB | pull and unpack (s) | containerd CPU (s) |\n|---|---|---|---|---|---|---|\n")
-	for _, r := range rows {
-		fmt.Fprintf(&results, "| %s | %s | %d | %.1f | %.1f | %.2f (%s) | %.2f (%s) |\n", r.image, r.kind, r.layers, float64(r.compressed)/1e6, float64(r.uncompressed)/1e6, r.pull.median(), r.pull.spread(), r.cpu.median(), r.cpu.spread())
-	}
-	results.WriteString("\n")
-	half := len(rows) / 2 // gzip's rows, then zstd's
-	for i := 0; i < half; i++ {
-		g, z := rows[i], rows[i+half]
-		fmt.Fprintf(&results, "- %s, zstd/gzip: size %.2f (%.1f MB less to transfer), pull and unpack %.2f, containerd CPU %.2f (median/median).\n",
-			g.image, float64(z.compressed)/float64(g.compressed), float64(g.compressed-z.compressed)/1e6, z.pull.median()/g.pull.median(), z.cpu.median()/g.cpu.median())
-	}
-	if half == 2 {
-		dg, dz := rows[1].cpu.median()-rows[0].cpu.median(), rows[3].cpu.median()-rows[2].cpu.median()
-		fmt.Fprintf(&results, "\nThe synthetic layer (%.1f MB uncompressed) adds %.1f s of containerd CPU with gzip and %.1f s with zstd.",
-			float64(rows[1].uncompressed-rows[0].uncompressed)/1e6, dg, dz)
-		if math.Abs(dg-dz) < 0.25*math.Max(dg, dz) {
-			results.WriteString(" About the same: for a layer of many files, writing them out, not decompressing, is most of the cost, so zstd gains little there.")
+	return fmt.Sprintf("The cpu variant built by `imagegen build cpu --push` twice, with `--set cpu.compression=gzip --set cpu.force_compression=true` and with `--set cpu.compression=zstd --set cpu.force_compression=true` (BuildKit's `force-compression=true`): every layer, the base's too, is compressed by BuildKit at its default level, so neither row reuses the stand-in base layer as `scripts/devenv` pushed it (gzip level 1, larger than gzip's default level). "+
+		"Size: the manifest's layers plus its config, MB (10^6 bytes) as pushed; uncompressed: the layers' tar streams. Pull and unpack: `ctr images pull --plain-http --snapshotter overlayfs` (%s, Debian's package) from the local registry into a containerd started fresh for every pull (its own root, state, opt folder and socket under /tmp, so nothing is cached), which fetches every blob and unpacks every layer; seconds, wall clock, %d runs, the rows alternating who goes first. "+
+		"Containerd CPU: the user and system time of that containerd process from start to stop (ctr itself fetches the blobs and streams them to it; containerd writes, verifies, decompresses and unpacks them). Gzip is decompressed by %s. "+
+		"Ratios are paired by run: zstd's value over gzip's in the same round of pulls (one after the other), median and range; a difference is clear only when every run agrees on its direction. "+
+		"Reproduce: `bench/run --runs %d --only compression --out /tmp/compression.md`, then merge the section into bench/RESULTS.md by hand.\n\n", ctdVersion, *runs, gunzip, *runs)
+}
+
+// paired is b over a, run by run (the same run index measured both).
+func paired(a, b stat) stat {
+	var r stat
+	for i := 0; i < min(len(a.values), len(b.values)); i++ {
+		if a.values[i] > 0 {
+			r.add(b.values[i] / a.values[i])
 		}
-		results.WriteString("\n")
 	}
-	results.WriteString("\nThe runner here is the small fake tarball, so the cpu rows hold the Debian stand-in base, the apt packages, Kaniko and the worker, but not the real runner's ~211 MB of .NET (thousands of files): the real image is larger and its largest layer compresses differently. The synthetic rows add the Go toolchain folder (GOROOT: binaries, archives and sources, " +
-		"a mix closer to the runner's than the fake is) as one more layer, clearly not the runner itself. The registry is on loopback, so the times are mostly containerd's own work (its CPU time is most of the wall time) on this machine's 2 cores, shared with other work at the time, hence the spread; a RunPod host pulling from a remote registry also pays transfer, which scales with the compressed size.\n\n")
+	return r
+}
+
+// verdict says what paired zstd/gzip ratios show, and no more.
+func verdict(r stat) string {
+	lower := 0
+	for _, v := range r.values {
+		if v < 1 {
+			lower++
+		}
+	}
+	switch n := len(r.values); {
+	case n > 0 && lower == n:
+		return fmt.Sprintf("zstd lower in all %d runs", n)
+	case n > 0 && lower == 0 && slices.Min(r.values) > 1:
+		return fmt.Sprintf("zstd higher in all %d runs", n)
+	default:
+		return fmt.Sprintf("no clear difference: zstd lower in %d of %d runs", lower, n)
+	}
 }

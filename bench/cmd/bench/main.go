@@ -35,8 +35,8 @@ import (
 
 var (
 	runs    = flag.Int("runs", 3, "runs per measurement")
-	only    = flag.String("only", "", "comma-separated sections to run: matrix,compile,kaniko,size,worker,scale,compression (default all)")
-	out     = flag.String("out", "bench/RESULTS.md", "results file")
+	only    = flag.String("only", "", "comma-separated sections to run: matrix,compile,kaniko,size,worker,scale,compression (default all; needs --out)")
+	out     = flag.String("out", "bench/RESULTS.md", "results file (--only: required, to merge by hand)")
 	env     map[string]string
 	bin     string // our binaries and the contenders
 	root    string // repository root
@@ -49,6 +49,12 @@ func main() {
 		os.Exit(checkRender(os.Args[2:]))
 	}
 	flag.Parse()
+	outSet := false
+	flag.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	if err := checkOut(*only, outSet); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	root, _ = os.Getwd()
 	var err error
 	env, err = readEnv(os.Getenv("WGR_DEVENV"))
@@ -56,8 +62,13 @@ func main() {
 		fail("read the devenv file (run bench/run, which starts scripts/devenv): %v", err)
 	}
 	bin = filepath.Join(env["WGR_CACHE"], "bin")
-	work, _ = os.MkdirTemp("", "wgr-bench-")
-	defer os.RemoveAll(work)
+	work, err = os.MkdirTemp("", "wgr-bench-")
+	if err != nil {
+		fail("%v", err)
+	}
+	atCleanup(func() { os.RemoveAll(work) })
+	defer runCleanups()
+	cleanupOnSignal()
 	sections := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		if s != "" {
@@ -107,11 +118,6 @@ func runnerVersion(root string) string {
 		fail("%v", err)
 	}
 	return v
-}
-
-func fail(f string, a ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...)
-	os.Exit(1)
 }
 
 func logf(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
@@ -210,7 +216,7 @@ func header() {
 		}
 		return string(b)
 	}
-	fmt.Fprintf(&results, "# Benchmarks\n\nWritten by `bench/run` on %s. Every number below comes from that one run, on this machine; reproduce with `bench/run` (options: `bench/run --runs 5 --only matrix,worker`).\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&results, "# Benchmarks\n\nWritten by `bench/run` on %s, on this machine, %d runs per measurement; reproduce with `bench/run`. A section measured in a run of its own (`bench/run --runs 5 --only compression --out /tmp/compression.md`, merged by hand) says so, with its date and runs, where it starts.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), *runs)
 	fmt.Fprintf(&results, "## Machine and versions\n\n| | |\n|---|---|\n| CPU | %s, %d cores |\n| memory | %.1f GiB |\n| kernel | %s |\n| Go | %s |\n| buildkitd / buildctl | %s |\n| buildx | %s |\n| Kaniko executor | v1.23.2 (from the module proxy) |\n| registry | Debian docker-registry (distribution 2.8) on 127.0.0.1:5000 |\n| runs per measurement | %d (median, with min-max) |\n\n",
 		cpu, runtime.NumCPU(), float64(si.Totalram)*float64(si.Unit)/(1<<30), rel(uts.Release), runtime.Version(),
 		stamped(filepath.Join(bin, "buildkit.version"), "v0.34.2"), "v0.38.2 (built from the module proxy)", *runs)
@@ -281,7 +287,9 @@ func matrixBench() {
 	builder := "wgr-bench"
 	try(nil, filepath.Join(bin, "buildx"), "rm", builder)
 	sh(nil, filepath.Join(bin, "buildx"), "create", "--name", builder, "--driver", "remote", env["BUILDKIT_HOST"])
-	defer try(nil, filepath.Join(bin, "buildx"), "rm", builder)
+	removeBuilder := func() { try(nil, filepath.Join(bin, "buildx"), "rm", builder) }
+	defer atCleanup(removeBuilder)()
+	defer removeBuilder()
 
 	type contender struct {
 		name string
@@ -622,7 +630,9 @@ func scaleBench() {
 	scratch := work
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		scratch, _ = os.MkdirTemp("/dev/shm", "wgr-bench-")
-		defer os.RemoveAll(scratch)
+		removeScratch := func() { os.RemoveAll(scratch) }
+		defer atCleanup(removeScratch)()
+		defer removeScratch()
 	}
 	results.WriteString("## 6. Scale of `imagegen print` and `render`\n\nA copy of variants.hcl plus one matrix variant of N combinations (three axes); wall time and peak memory of the imagegen process (`/usr/bin/time`), render without the linter, writing to tmpfs (" + scratch + "): on this VM's disk the cost of creating a file varies tenfold between runs, which would measure the disk rather than imagegen.\n\n| combinations | print (s) | print peak MB | render (s) | render peak MB | render s per 1,000 |\n|---|---|---|---|---|---|\n")
 	for _, n := range [][3]int{{10, 1, 1}, {10, 10, 1}, {10, 10, 10}, {100, 10, 10}} {
