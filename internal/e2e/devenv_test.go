@@ -460,3 +460,42 @@ func sbomAttestation(t *testing.T, ref string) string {
 	t.Fatalf("%s has no attestation manifest", ref)
 	return ""
 }
+
+// `scripts/devenv arm64` takes an F-flagged qemu-aarch64 entry that
+// something else registered (docker/setup-qemu-action, tonistiigi/binfmt)
+// as it is, with no Debian qemu-user-static installed; and a failing
+// `apt-get install qemu-user-static` is a reason for amd64 only, not a
+// failure of the step (up, in auto mode, carries on with it).
+func TestDevenvArm64Entries(t *testing.T) {
+	needDevenv(t)
+	if b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil || !strings.Contains(string(b), "flags: ") || !strings.Contains(string(b), "F") {
+		t.Fatalf("this machine's devenv registers qemu-aarch64 with the F flag; it is not: %v %s", err, b)
+	}
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "apt-get"), []byte("#!/bin/sh\necho \"E: Unable to locate package $*\" >&2\nexit 100\n"), 0o755)
+	run := func(binfmt string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts", "devenv"), "arm64")
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "WGR_CACHE="+t.TempDir(),
+			"WGR_BINFMT_MISC="+binfmt, "WGR_QEMU_CONF="+filepath.Join(t.TempDir(), "none.conf"), "WGR_ARM64=")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// A foreign entry, enabled, F flag; the kernel's own registration runs
+	// the probe (the fake folder only stands for what devenv reads).
+	foreign := t.TempDir()
+	os.WriteFile(filepath.Join(foreign, "register"), nil, 0o200)
+	os.WriteFile(filepath.Join(foreign, "qemu-aarch64"), []byte("enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: POF\n"), 0o644)
+	if out, err := run(foreign); err != nil || !strings.Contains(out, "qemu-aarch64 runs arm64 binaries") {
+		t.Errorf("a foreign F-flagged entry without Debian's qemu-aarch64.conf: %v\n%s", err, out)
+	}
+	// Nothing registered, no conf, apt-get fails: the reason says so.
+	empty := t.TempDir()
+	os.WriteFile(filepath.Join(empty, "register"), nil, 0o200)
+	out, err := run(empty)
+	if err == nil || !strings.Contains(out, "apt-get install qemu-user-static failed") || strings.Contains(out, "apt-get install qemu-user-static failed (exit") {
+		t.Errorf("apt-get failing: %v\n%s", err, out)
+	}
+}
