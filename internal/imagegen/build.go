@@ -177,9 +177,7 @@ func (bf *buildFlags) plan(stderr io.Writer, mf *matrixFlags, args []string) (*b
 	if err != nil {
 		return nil, err
 	}
-	if err := bf.pinAttests(stderr, mf); err != nil {
-		return nil, err
-	}
+	bf.pinAttests(stderr, m.Pins)
 	vs, err := selectVariants(m, args)
 	if err != nil {
 		return nil, err
@@ -288,17 +286,13 @@ func (bf *buildFlags) parseAttest() error {
 }
 
 // pinAttests pins the SBOM generator of the --attest entries as the
-// variants' own are pinned, with the files' pins (none with --no-pins): an
-// --attest type=sbom replaces a variant's pinned entry, and would pull the
-// scanner by its tag. A generator the pins lack gets a warning, as an
+// variants' own are pinned, with the matrix's pins (none with --no-pins):
+// an --attest type=sbom replaces a variant's pinned entry, and would pull
+// the scanner by its tag. A generator the pins lack gets a warning, as an
 // unpinned base does.
-func (bf *buildFlags) pinAttests(stderr io.Writer, mf *matrixFlags) error {
-	if off, _ := mf.pinsOff(); off || len(bf.attests) == 0 { // load checked pinsOff
-		return nil
-	}
-	pins, diags := variants.ReadPins(mf.files)
-	if diags.HasErrors() {
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("reading the pins for --attest: %v; nothing was done", diags.Errs()[0])}
+func (bf *buildFlags) pinAttests(stderr io.Writer, pins variants.Pins) {
+	if len(pins) == 0 {
+		return
 	}
 	for i, a := range bf.attests {
 		var unpinned string
@@ -310,7 +304,6 @@ func (bf *buildFlags) pinAttests(stderr io.Writer, mf *matrixFlags) error {
 			fmt.Fprintf(stderr, "warning: --attest type=sbom: pins has no entry for %s: the SBOM runs on what its tag points at now%s\n", unpinned, hint)
 		}
 	}
-	return nil
 }
 
 // parseCacheFlags parses each value; an error names the flag and which of

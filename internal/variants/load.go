@@ -273,14 +273,16 @@ func evaluate(bodies []hcl.Body, opts Options) (*Matrix, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	if !opts.NoPins {
+	if opts.NoPins {
+		pins = nil
+	} else {
 		diags = append(diags, pins.apply(ev.variants)...)
 	}
 	for _, v := range ev.variants {
 		v.finish()
 	}
 	sort.SliceStable(ev.variants, func(i, j int) bool { return ev.variants[i].Name < ev.variants[j].Name })
-	return &Matrix{Variants: ev.variants}, diags
+	return &Matrix{Variants: ev.variants, Pins: pins}, diags
 }
 
 func collectOverrides(vars map[string]*variable, opts Options) (map[string]override, hcl.Diagnostics) {

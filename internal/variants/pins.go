@@ -289,26 +289,6 @@ func (p Pins) PinAttestation(a Attestation) (pinned Attestation, unpinned string
 	return a, ""
 }
 
-// ReadPins reads the pins of the variants files at paths, as Load does,
-// for a command that needs them beside the matrix (build's --attest).
-func ReadPins(paths []string) (Pins, hcl.Diagnostics) {
-	var attrs []*hcl.Attribute
-	for _, path := range paths {
-		b, d := readSource(path)
-		if d != nil {
-			return nil, hcl.Diagnostics{d}
-		}
-		a, diags := pinsAttr(Source{Name: path, Data: b})
-		if diags.HasErrors() {
-			return nil, diags
-		}
-		if a != nil {
-			attrs = append(attrs, a)
-		}
-	}
-	return readPins(attrs)
-}
-
 // pulledRefs are the references the variant's build pulls, as written,
 // each with a function that pins it.
 func pulledRefs(v *Variant) []pulledRef {

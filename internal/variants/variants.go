@@ -23,6 +23,9 @@ const (
 type Matrix struct {
 	// Variants sorted by name.
 	Variants []*Variant `json:"variants"`
+	// Pins are the files' pins, applied to the variants' images (none
+	// with Options.NoPins); build applies them to --attest entries too.
+	Pins Pins `json:"-"`
 }
 
 // Variant is one image flavour, fully resolved.

@@ -123,9 +123,13 @@ func splitTar(v string) (v1.Platform, string, error) {
 	return v1.Platform{OS: "linux", Architecture: parts[1]}, path, nil
 }
 
-// rootfsImage is a one-layer image of the tarball for the platform.
+// rootfsImage is a one-layer image of the tarball for the platform,
+// gzipped at gzip's default level as Docker Hub's images are (the
+// library's default, level 1, makes a larger layer that BuildKit then
+// reuses as it is, even with force-compression to gzip: bench/RESULTS.md
+// section 7).
 func rootfsImage(path string, plat v1.Platform, envs []string, entry string) (v1.Image, error) {
-	layer, err := tarball.LayerFromFile(path, tarball.WithCompressedCaching)
+	layer, err := tarball.LayerFromFile(path, tarball.WithCompressedCaching, tarball.WithCompressionLevel(gzip.DefaultCompression))
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -200,5 +202,39 @@ func tarFile(t *testing.T, tgz []byte, name string) string {
 			b, _ := io.ReadAll(tr)
 			return string(b)
 		}
+	}
+}
+
+// The stand-ins are gzipped at gzip's default level, not the library's
+// level 1: their layers are then the size a real base image's would be.
+func TestRootfsLayerAtDefaultGzipLevel(t *testing.T) {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	body := bytes.Repeat([]byte("Package: libc6\nVersion: 2.36-9+deb12u7\nArchitecture: amd64\n"), 20000)
+	for i := range body {
+		if i%7 == 0 {
+			body[i] = byte('a' + i*31%26) // compressible, but not trivially
+		}
+	}
+	tw.WriteHeader(&tar.Header{Name: "var/lib/dpkg/status", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write(body)
+	tw.Close()
+	p := filepath.Join(t.TempDir(), "rootfs.tar")
+	os.WriteFile(p, tb.Bytes(), 0o644)
+	size := func(level int) int64 {
+		var b bytes.Buffer
+		w, _ := gzip.NewWriterLevel(&b, level)
+		w.Write(tb.Bytes())
+		w.Close()
+		return int64(b.Len())
+	}
+	img, err := rootfsImage(p, v1.Platform{OS: "linux", Architecture: "amd64"}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	got, _ := layers[0].Size()
+	if fast, def := size(gzip.BestSpeed), size(gzip.DefaultCompression); got >= fast || got > def+64 {
+		t.Errorf("layer is %d bytes; gzip level 1 gives %d, the default level %d", got, fast, def)
 	}
 }

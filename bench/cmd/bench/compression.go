@@ -16,9 +16,10 @@ import (
 )
 
 // compressionBench: the cpu image built with gzip and with zstd, both with
-// force_compression (every layer, the base's too, compressed by BuildKit at
-// its default level: devenv's stand-in base is pushed at gzip level 1, which
-// a gzip row reusing it would carry), then for each its compressed size and the time
+// force_compression (BuildKit converts every layer not already in the
+// requested compression; a gzip layer stays as it is, so the gzip row
+// carries the stand-in base as devenv pushed it, at gzip's default level as
+// Docker Hub's images are), then for each its compressed size and the time
 // a real puller (containerd, started fresh for every pull) takes to fetch
 // and unpack it from the local registry: a RunPod worker's cold start.
 func compressionBench() {
@@ -260,7 +261,7 @@ func compressionMethod() string {
 	if _, err := exec.LookPath("unpigz"); err == nil {
 		gunzip = "unpigz (containerd uses it when it is on PATH)"
 	}
-	return fmt.Sprintf("The cpu variant built by `imagegen build cpu --push` twice, with `--set cpu.compression=gzip --set cpu.force_compression=true` and with `--set cpu.compression=zstd --set cpu.force_compression=true` (BuildKit's `force-compression=true`): every layer, the base's too, is compressed by BuildKit at its default level, so neither row reuses the stand-in base layer as `scripts/devenv` pushed it (gzip level 1, larger than gzip's default level). "+
+	return fmt.Sprintf("The cpu variant built by `imagegen build cpu --push` twice, with `--set cpu.compression=gzip --set cpu.force_compression=true` and with `--set cpu.compression=zstd --set cpu.force_compression=true` (BuildKit's `force-compression=true`): BuildKit converts every layer not already in the requested compression, so the zstd row re-compresses the base layer while the gzip row keeps it as `scripts/devenv` pushed it, gzipped at gzip's default level as Docker Hub's images are (a gzip layer stays as it is even with force-compression: seen in the registry). "+
 		"Size: the manifest's layers plus its config, MB (10^6 bytes) as pushed; uncompressed: the layers' tar streams. Pull and unpack: `ctr images pull --plain-http --snapshotter overlayfs` (%s, Debian's package) from the local registry into a containerd started fresh for every pull (its own root, state, opt folder and socket under /tmp, so nothing is cached), which fetches every blob and unpacks every layer; seconds, wall clock, %d runs, the rows alternating who goes first. "+
 		"Containerd CPU: the user and system time of that containerd process from start to stop (ctr itself fetches the blobs and streams them to it; containerd writes, verifies, decompresses and unpacks them). Gzip is decompressed by %s. "+
 		"Ratios are paired by run: zstd's value over gzip's in the same round of pulls (one after the other), median and range; a difference is clear only when every run agrees on its direction. "+

@@ -51,8 +51,8 @@ func TestCompressionResultsPairGzipWithZstd(t *testing.T) {
 	}
 }
 
-// Both rows re-compress every layer, the base's too: devenv pushes its
-// stand-in base at gzip level 1, which a gzip row reusing it would carry.
+// Both rows are built with force_compression, so both convert every layer
+// not already in their compression (the base, for zstd).
 func TestCompressionKindsRecompressEveryLayer(t *testing.T) {
 	for _, k := range compressionKinds() {
 		sets := strings.Join(k.sets, " ")
