@@ -112,22 +112,17 @@ runner() {
     echo "sha256=$sums"
 }
 
-# runner_of DIR: version=/sha256= lines of the runner DIR's variants.hcl holds.
+# runner_of DIR [images]: version=/sha256= lines of the runner DIR's
+# variants.hcl holds; with "images", also images=<JSON list> of the images
+# its builds pull, as resolved (with their pins). One imagegen print.
 runner_of() {
     local json
     json="$(mktemp)"
     (cd "$1" && go run ./cmd/imagegen print) >"$json" || die "imagegen print failed in $1"
     runner "$json"
-    rm -f "$json"
-}
-
-# images_of DIR: images=<JSON list> of the images the builds of DIR's
-# variants.hcl pull, as resolved (with their pins).
-images_of() {
-    local json
-    json="$(mktemp)"
-    (cd "$1" && go run ./cmd/imagegen print) >"$json" || die "imagegen print failed in $1"
-    printf 'images=%s\n' "$(jq -c '[.variants[] | .base, .golang.image?, .kaniko.image?] | map(select(. != null)) | unique' "$json")"
+    if [ "${2:-}" = images ]; then
+        printf 'images=%s\n' "$(jq -c '[.variants[] | .base, .golang.image?, .kaniko.image?] | map(select(. != null)) | unique' "$json")"
+    fi
     rm -f "$json"
 }
 
@@ -141,8 +136,8 @@ runner_moved() {
     git worktree add -q --detach "$prev" 'HEAD^1' >&2
     # shellcheck disable=SC2064 # $prev is fixed now
     trap "git worktree remove --force '$prev' >/dev/null 2>&1 || true" EXIT
-    now="$(runner_of . && images_of .)"
-    before="$(runner_of "$prev" && images_of "$prev")"
+    now="$(runner_of . images)"
+    before="$(runner_of "$prev" images)"
     git worktree remove --force "$prev" >&2
     if [ "$now" != "$before" ]; then echo "moved=true"; else echo "moved=false"; fi
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/build/attesttest"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -128,23 +130,28 @@ func checkAttestationLayout(t *testing.T, ref string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	images, attested := map[string]bool{}, map[string]int{}
+	as, err := attesttest.Read(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attested := map[string]int{}
+	for _, a := range as {
+		if a.Platform == nil || a.Platform.OS != "unknown" {
+			t.Errorf("%s: attestation manifest %s has platform %v", ref, a.Digest, a.Platform)
+		}
+		attested[a.Subject]++
+	}
+	images := 0
 	for _, d := range m.Manifests {
-		if d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
-			if d.Platform == nil || d.Platform.OS != "unknown" {
-				t.Errorf("%s: attestation manifest %s has platform %v", ref, d.Digest, d.Platform)
-			}
-			attested[d.Annotations["vnd.docker.reference.digest"]]++
+		if attesttest.IsAttestation(d) {
 			continue
 		}
-		images[d.Digest.String()] = true
-	}
-	for d := range images {
-		if attested[d] != 1 {
-			t.Errorf("%s: image %s has %d attestation manifests, want 1", ref, d, attested[d])
+		images++
+		if attested[d.Digest.String()] != 1 {
+			t.Errorf("%s: image %s has %d attestation manifests, want 1", ref, d.Digest, attested[d.Digest.String()])
 		}
 	}
-	if len(images) == 0 {
+	if images == 0 {
 		t.Errorf("%s: no image in the index", ref)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/build/attesttest"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -418,8 +420,8 @@ func TestDevenvDefaultSBOMGenerator(t *testing.T) {
 	}
 }
 
-// sbomAttestation is the first layer of the attestation manifest in the
-// index at ref (BuildKit's in-toto statements).
+// sbomAttestation is the first statement of the attestation manifest in
+// the index at ref (BuildKit's in-toto statements).
 func sbomAttestation(t *testing.T, ref string) string {
 	t.Helper()
 	r, err := name.ParseReference(ref)
@@ -430,35 +432,14 @@ func sbomAttestation(t *testing.T, ref string) string {
 	if err != nil {
 		t.Fatalf("%s: %v", ref, err)
 	}
-	im, err := idx.IndexManifest()
+	as, err := attesttest.Read(idx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range im.Manifests {
-		if d.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
-			continue
-		}
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers, err := img.Layers()
-		if err != nil || len(layers) == 0 {
-			t.Fatalf("attestation manifest %s: %d layers, %v", d.Digest, len(layers), err)
-		}
-		rc, err := layers[0].Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, err := io.ReadAll(io.LimitReader(rc, 8<<20))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
+	if len(as) == 0 || len(as[0].Layers) == 0 {
+		t.Fatalf("%s has no attestation statement: %+v", ref, as)
 	}
-	t.Fatalf("%s has no attestation manifest", ref)
-	return ""
+	return string(as[0].Layers[0].Body)
 }
 
 // `scripts/devenv arm64` takes an F-flagged qemu-aarch64 entry that

@@ -90,6 +90,23 @@ type HealthJobs struct {
 	Cancelled  int `json:"cancelled"`
 }
 
+// Count adds one job in status to the counts (statuses /health does not
+// count, such as TIMED_OUT, are left out, as RunPod leaves them).
+func (h *HealthJobs) Count(status Status) {
+	switch status {
+	case Completed:
+		h.Completed++
+	case Failed:
+		h.Failed++
+	case InProgress:
+		h.InProgress++
+	case InQueue:
+		h.InQueue++
+	case Cancelled:
+		h.Cancelled++
+	}
+}
+
 // HealthWorkers counts the endpoint's workers by state, as RunPod
 // reports them.
 type HealthWorkers struct {

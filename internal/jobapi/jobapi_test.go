@@ -92,3 +92,15 @@ func TestHealthWorkerStates(t *testing.T) {
 		t.Errorf("%+v", w)
 	}
 }
+
+// /health's job counts, one place for the local API server and the fake
+// endpoint: TIMED_OUT jobs are not counted, as RunPod's /health has no such field.
+func TestHealthJobsCount(t *testing.T) {
+	var h HealthJobs
+	for _, s := range []Status{Completed, Failed, Failed, InProgress, InQueue, Cancelled, TimedOut} {
+		h.Count(s)
+	}
+	if want := (HealthJobs{Completed: 1, Failed: 2, InProgress: 1, InQueue: 1, Cancelled: 1}); h != want {
+		t.Errorf("counts %+v, want %+v", h, want)
+	}
+}

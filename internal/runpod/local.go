@@ -317,18 +317,7 @@ func (s *APIServer) health(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	var h jobapi.Health
 	for _, j := range s.jobs {
-		switch j.status {
-		case jobapi.Completed:
-			h.Jobs.Completed++
-		case jobapi.Failed:
-			h.Jobs.Failed++
-		case jobapi.InProgress:
-			h.Jobs.InProgress++
-		case jobapi.InQueue:
-			h.Jobs.InQueue++
-		case jobapi.Cancelled:
-			h.Jobs.Cancelled++
-		}
+		h.Jobs.Count(j.status)
 	}
 	h.Workers.Running = h.Jobs.InProgress
 	h.Workers.Idle = cap(s.sem) - h.Workers.Running

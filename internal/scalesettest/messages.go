@@ -118,6 +118,12 @@ func (f *Fake) sessionByToken(r *http.Request, setID int) (*session, bool) {
 	return ss, true
 }
 
+// noSession is the service's answer to a message-queue request without a
+// valid session token.
+func noSession(w http.ResponseWriter) {
+	exception(w, 401, "UnauthorizedException", "the session token is missing, invalid or expired")
+}
+
 // getMessage is the long poll: the first unacknowledged message after
 // lastMessageId, else a new batch of pending job messages, else, after
 // LongPoll, 202.
@@ -131,7 +137,7 @@ func (f *Fake) getMessage(w http.ResponseWriter, r *http.Request, setID int) {
 	ss, ok := f.sessionByToken(r, setID)
 	if !ok || r.URL.Query().Get("sessionId") != ss.id {
 		f.mu.Unlock()
-		exception(w, 401, "UnauthorizedException", "the session token is missing, invalid or expired")
+		noSession(w)
 		return
 	}
 	capacity, err := strconv.Atoi(r.Header.Get("X-ScaleSetMaxCapacity"))
@@ -214,7 +220,7 @@ func (f *Fake) deleteMessage(w http.ResponseWriter, r *http.Request, setID int, 
 		return
 	}
 	if _, ok := f.sessionByToken(r, setID); !ok {
-		exception(w, 401, "UnauthorizedException", "the session token is missing, invalid or expired")
+		noSession(w)
 		return
 	}
 	id, _ := strconv.Atoi(rawID)

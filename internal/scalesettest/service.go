@@ -325,7 +325,7 @@ func (f *Fake) acquireJobs(w http.ResponseWriter, r *http.Request, setID int, bo
 		return
 	}
 	if _, ok := f.sessionByToken(r, setID); !ok {
-		exception(w, 401, "UnauthorizedException", "the session token is missing, invalid or expired")
+		noSession(w)
 		return
 	}
 	var ids []int64

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runpod-workers/worker-github_runner/internal/build/attesttest"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -189,54 +191,32 @@ func readSBOMAttestation(t *testing.T, ref string) ([]sbomStatement, v1.Hash) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := idx.IndexManifest()
+	as, err := attesttest.Read(idx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range im.Manifests {
-		if m.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
+	if len(as) == 0 {
+		t.Fatalf("%s: no attestation manifest", ref)
+	}
+	about, err := v1.NewHash(as[0].Subject)
+	if err != nil {
+		t.Fatalf("attestation manifest without the image's digest: %q", as[0].Subject)
+	}
+	var sts []sbomStatement
+	for _, l := range as[0].Layers {
+		if l.PredicateType != "https://spdx.dev/Document" {
 			continue
 		}
-		about, err := v1.NewHash(m.Annotations["vnd.docker.reference.digest"])
-		if err != nil {
-			t.Fatalf("attestation manifest without the image's digest: %v", m.Annotations)
+		if l.MediaType != "application/vnd.in-toto+json" {
+			t.Errorf("SPDX layer media type %s", l.MediaType)
 		}
-		img, err := idx.Image(m.Digest)
-		if err != nil {
-			t.Fatal(err)
+		var st sbomStatement
+		if err := json.Unmarshal(l.Body, &st); err != nil {
+			t.Fatalf("decode the SPDX statement: %v", err)
 		}
-		mf, err := img.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sts []sbomStatement
-		for _, l := range mf.Layers {
-			if l.Annotations["in-toto.io/predicate-type"] != "https://spdx.dev/Document" {
-				continue
-			}
-			if l.MediaType != "application/vnd.in-toto+json" {
-				t.Errorf("SPDX layer media type %s", l.MediaType)
-			}
-			blob, err := img.LayerByDigest(l.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc, err := blob.Compressed()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var st sbomStatement
-			err = json.NewDecoder(rc).Decode(&st)
-			rc.Close()
-			if err != nil {
-				t.Fatalf("decode the SPDX statement: %v", err)
-			}
-			sts = append(sts, st)
-		}
-		return sts, about
+		sts = append(sts, st)
 	}
-	t.Fatalf("%s: no attestation manifest in %+v", ref, im.Manifests)
-	return nil, v1.Hash{}
+	return sts, about
 }
 
 // readDevenv parses the `export K='V'` lines scripts/devenv writes.

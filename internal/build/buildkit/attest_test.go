@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/runpod-workers/worker-github_runner/internal/build"
+	"github.com/runpod-workers/worker-github_runner/internal/build/attesttest"
 	"github.com/runpod-workers/worker-github_runner/internal/registry"
 	"github.com/runpod-workers/worker-github_runner/internal/variants"
 )
@@ -75,10 +75,9 @@ type statement struct {
 }
 
 // provenanceOf finds, in an index, the image for linux/amd64 and the
-// attestation manifest that refers to it (platform unknown/unknown,
-// vnd.docker.reference.type=attestation-manifest), as `docker buildx
-// imagetools inspect --format '{{json .Provenance}}'` does, and reads its
-// provenance statement.
+// attestation manifest that refers to it (platform unknown/unknown), as
+// `docker buildx imagetools inspect --format '{{json .Provenance}}'` does,
+// and reads its provenance statement.
 func provenanceOf(t *testing.T, idx v1.ImageIndex) (v1.Hash, statement) {
 	t.Helper()
 	im, err := idx.IndexManifest()
@@ -86,61 +85,47 @@ func provenanceOf(t *testing.T, idx v1.ImageIndex) (v1.Hash, statement) {
 		t.Fatal(err)
 	}
 	var image v1.Hash
-	var att *v1.Descriptor
-	for i, m := range im.Manifests {
-		switch {
-		case m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == "amd64":
+	for _, m := range im.Manifests {
+		if m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == "amd64" {
 			image = m.Digest
-		case m.Annotations["vnd.docker.reference.type"] == "attestation-manifest":
-			if m.Platform == nil || m.Platform.OS != "unknown" || m.Platform.Architecture != "unknown" {
-				t.Errorf("attestation manifest with platform %v, want unknown/unknown", m.Platform)
-			}
-			att = &im.Manifests[i]
 		}
 	}
-	if image.Hex == "" || att == nil {
-		t.Fatalf("index lacks the image or its attestation manifest: %+v", im.Manifests)
-	}
-	if ref := att.Annotations["vnd.docker.reference.digest"]; ref != image.String() {
-		t.Errorf("attestation manifest refers to %s, the image is %s", ref, image)
-	}
-	attImg, err := idx.Image(att.Digest)
+	as, err := attesttest.Read(idx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := attImg.Manifest()
-	if err != nil {
-		t.Fatal(err)
+	if image.Hex == "" || len(as) != 1 {
+		t.Fatalf("index lacks the image or has not one attestation manifest: %+v", im.Manifests)
 	}
-	for _, l := range m.Layers {
-		pt := l.Annotations["in-toto.io/predicate-type"]
-		if !strings.HasPrefix(pt, "https://slsa.dev/provenance/") {
-			continue
-		}
-		layer, err := attImg.LayerByDigest(l.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc, err := layer.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, err := io.ReadAll(io.LimitReader(rc, 4<<20))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st statement
-		if err := json.Unmarshal(b, &st); err != nil {
-			t.Fatalf("provenance layer is not an in-toto statement: %v", err)
-		}
-		if l.MediaType != "application/vnd.in-toto+json" {
-			t.Errorf("provenance layer media type %s", l.MediaType)
-		}
-		return image, st
+	a := as[0]
+	if a.Platform == nil || a.Platform.OS != "unknown" || a.Platform.Architecture != "unknown" {
+		t.Errorf("attestation manifest with platform %v, want unknown/unknown", a.Platform)
 	}
-	t.Fatalf("attestation manifest has no provenance layer: %+v", m.Layers)
-	return image, statement{}
+	if a.Subject != image.String() {
+		t.Errorf("attestation manifest refers to %s, the image is %s", a.Subject, image)
+	}
+	return image, statementOf(t, a, "https://slsa.dev/provenance/")
+}
+
+// statementOf decodes a's statement whose predicate type starts with
+// prefix, an in-toto JSON layer.
+func statementOf(t *testing.T, a attesttest.Attestation, prefix string) statement {
+	t.Helper()
+	l, ok := a.Find(prefix)
+	if !ok {
+		t.Fatalf("attestation manifest has no %s layer", prefix)
+	}
+	if l.MediaType != "application/vnd.in-toto+json" {
+		t.Errorf("%s layer media type %s", prefix, l.MediaType)
+	}
+	var st statement
+	if err := json.Unmarshal(l.Body, &st); err != nil {
+		t.Fatalf("%s layer is not an in-toto statement: %v", prefix, err)
+	}
+	if !strings.HasPrefix(st.PredicateType, prefix) {
+		t.Errorf("predicateType %q, want %s", st.PredicateType, prefix)
+	}
+	return st
 }
 
 func checkProvenance(t *testing.T, image v1.Hash, st statement) {
@@ -293,55 +278,12 @@ func TestRealBuildSBOM(t *testing.T) {
 	}
 	image, st := provenanceOf(t, idx)
 	checkProvenance(t, image, st)
-	sbom := attestationOf(t, idx, "https://spdx.dev/Document")
-	if len(sbom.Subject) == 0 || sbom.Subject[0].Digest["sha256"] != image.Hex {
-		t.Errorf("SBOM subject %+v, want the image manifest %s", sbom.Subject, image)
-	}
-}
-
-// attestationOf reads the statement of the given predicate type (a
-// prefix) from the index's attestation manifest.
-func attestationOf(t *testing.T, idx v1.ImageIndex, predicateType string) statement {
-	t.Helper()
-	im, err := idx.IndexManifest()
+	as, err := attesttest.Read(idx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range im.Manifests {
-		if d.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
-			continue
-		}
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := img.Manifest()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range m.Layers {
-			if !strings.HasPrefix(l.Annotations["in-toto.io/predicate-type"], predicateType) {
-				continue
-			}
-			layer, err := img.LayerByDigest(l.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc, err := layer.Uncompressed()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rc.Close()
-			var st statement
-			if err := json.NewDecoder(io.LimitReader(rc, 64<<20)).Decode(&st); err != nil {
-				t.Fatalf("%s layer: %v", predicateType, err)
-			}
-			if !strings.HasPrefix(st.PredicateType, predicateType) {
-				t.Errorf("predicateType %q, want %s", st.PredicateType, predicateType)
-			}
-			return st
-		}
+	sbom := statementOf(t, as[0], "https://spdx.dev/Document")
+	if len(sbom.Subject) == 0 || sbom.Subject[0].Digest["sha256"] != image.Hex {
+		t.Errorf("SBOM subject %+v, want the image manifest %s", sbom.Subject, image)
 	}
-	t.Fatalf("no %s attestation in the index", predicateType)
-	return statement{}
 }

@@ -3,13 +3,14 @@ package buildkit
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runpod-workers/worker-github_runner/internal/build/attesttest"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -93,41 +94,13 @@ func TestRealBuildProvenanceVCS(t *testing.T) {
 // manifests (manifest, config, layers), "" when nowhere.
 func findInAttestations(t *testing.T, idx v1.ImageIndex, s string) string {
 	t.Helper()
-	im, err := idx.IndexManifest()
+	as, err := attesttest.Read(idx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range im.Manifests {
-		if d.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
-			continue
-		}
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := img.RawManifest()
-		cfg, _ := img.RawConfigFile()
-		if strings.Contains(string(raw)+string(cfg), s) {
-			return "manifest or config of " + d.Digest.String()
-		}
-		layers, err := img.Layers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range layers {
-			rc, err := l.Uncompressed()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(io.LimitReader(rc, 64<<20))
-			rc.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.Contains(string(b), s) {
-				dg, _ := l.Digest()
-				return "layer " + dg.String()
-			}
+	for _, a := range as {
+		if where := a.Contains(s); where != "" {
+			return where
 		}
 	}
 	return ""

@@ -684,16 +684,7 @@ func (e *Endpoint) health() Health {
 	var h Health
 	for _, j := range e.all {
 		h.Jobs.Retried += j.Retried
-		switch j.Status {
-		case jobapi.Completed:
-			h.Jobs.Completed++
-		case jobapi.Failed:
-			h.Jobs.Failed++
-		case jobapi.InProgress:
-			h.Jobs.InProgress++
-		case jobapi.InQueue:
-			h.Jobs.InQueue++
-		}
+		h.Jobs.Count(j.Status)
 	}
 	if e.workers != nil {
 		h.Workers = *e.workers
